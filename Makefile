@@ -1,0 +1,36 @@
+# `make up` and `make test` work from a fresh clone: each creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: up test bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[dev]'
+	touch $@
+
+up: $(VENV)/.installed
+	$(BIN)/ingest up
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+# Refresh constraints.txt (the lock) from what a fresh resolve installs today.
+lock:
+	rm -rf /tmp/ingest-lock && $(PYTHON) -m venv /tmp/ingest-lock
+	/tmp/ingest-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/ingest-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

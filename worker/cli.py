@@ -1,0 +1,367 @@
+"""`ingest`: the command line. Every failure is one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import redis
+import structlog
+import typer
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError as DatabaseError
+
+from shared import store
+from shared.db import init_schema, session_scope
+from shared.errors import ServiceError
+from shared.logging import configure_logging, wants_json
+from shared.settings import Settings, get_settings
+from worker import broker
+
+log = structlog.get_logger("ingest.cli")
+cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Event-driven ingestion: seeds folder and feeds -> Redis -> Celery -> store.")
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
+
+
+def _setup(process: str) -> Settings:
+    settings = get_settings()
+    configure_logging(settings, process=process)
+    return settings
+
+
+def _open_store(settings: Settings) -> str:
+    url = settings.store_url
+    init_schema(url)
+    return url
+
+
+def _celery(url: str):
+    from worker.app import app
+
+    app.conf.broker_url = url
+    return app
+
+
+def _quiet(settings: Settings) -> list[str]:
+    """Celery's start-up banners are not JSON: leave them out of a JSON log stream."""
+    return ["--quiet"] if wants_json(settings) else []
+
+
+def _send(app, batch) -> None:
+    from worker.app import QUEUE
+
+    app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
+
+
+# -- the processes ------------------------------------------------------------------------------
+
+@cli.command()
+def up(concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core)")] = None) -> None:
+    """Watcher, worker and scheduler in the foreground; Ctrl-C or SIGTERM stops them gracefully."""
+    from worker.supervisor import Child, Supervisor, ingest_argv
+
+    settings = _setup("up")
+    _open_store(settings)
+    concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    embedded = None
+    url = settings.redis_url
+    if not url:
+        embedded = broker.EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+    else:
+        broker.connect(url)
+    children = [
+        Child("worker", ingest_argv("worker", "--concurrency", str(concurrency))),
+        Child("watcher", ingest_argv("watch")),
+        Child("beat", ingest_argv("beat")),
+    ]
+    env = {**os.environ, "INGEST_REDIS_URL": url}
+    log.info("up.started", redis_url=url, store=_safe_url(settings.store_url),
+             seeds_dir=str(settings.seeds_dir), concurrency=concurrency)
+    try:
+        Supervisor(children, env, worker_stop_seconds=settings.task_time_limit + 30).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@cli.command()
+def watch() -> None:
+    """The seeds-folder watcher alone."""
+    from worker.watcher import Watcher
+
+    settings = _setup("watcher")
+    _open_store(settings)
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    client = broker.connect(url)
+    app = _celery(url)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    Watcher(settings, send=lambda batch: _send(app, batch), queue_idle=lambda: _queue_idle(client)).run(stop)
+
+
+def _queue_idle(client: redis.Redis) -> bool:
+    from worker.app import QUEUE
+
+    try:
+        return not any(broker.queue_counts(client, QUEUE).values())
+    except redis.exceptions.RedisError:
+        return False  # cannot tell: do not resend on a guess
+
+
+@cli.command(context_settings=PASS_THROUGH)
+def worker(ctx: typer.Context) -> None:
+    """A Celery worker of this app; extra arguments go to Celery (`celery -A worker.app worker`)."""
+    settings = _setup("worker")
+    _open_store(settings)
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    broker.connect(url)
+    _celery(url).worker_main([*_quiet(settings), "worker", "--loglevel", settings.log_level.upper(), *ctx.args])
+
+
+@cli.command()
+def beat() -> None:
+    """The periodic scheduler alone."""
+    settings = _setup("beat")
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    broker.connect(url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schedule = settings.data_dir / "beat-schedule"
+    _celery(url).start([*_quiet(settings), "beat", "--loglevel", settings.log_level.upper(), "--schedule", str(schedule)])
+
+
+# -- where things stand -------------------------------------------------------------------------
+
+def _file_counts(settings: Settings, url: str) -> dict[str, int]:
+    """Files in the seeds folder not taken yet, and files taken whose arrival the store lacks so far."""
+    from shared.seeds import scan
+
+    with session_scope(url) as session:
+        taken = store.taken_signatures(session)
+        unstored = store.count_unlanded(session)
+    waiting = 0
+    if settings.seeds_dir.is_dir():
+        waiting = sum(1 for seed in scan(settings.seeds_dir) if taken.get(seed.ref) != seed.signature)
+    return {"files_waiting": waiting, "files_unstored": unstored}
+
+
+def _pending(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
+    from worker.app import QUEUE
+
+    counts = broker.queue_counts(broker.connect(redis_url), QUEUE)
+    return counts | _file_counts(settings, store_url)
+
+
+def pending_total(detail: dict[str, int]) -> int:
+    # A taken file not yet stored is either on the queue (counted there) or lost and about to be
+    # sent again: count each once.
+    return detail["files_waiting"] + max(detail["queued"] + detail["in_flight"], detail["files_unstored"])
+
+
+def _status(settings: Settings, store_url: str, redis_url: str) -> dict:
+    with session_scope(store_url) as session:
+        result = store.counts(session)
+    detail = _pending(settings, store_url, redis_url)
+    result["pending"] = pending_total(detail)
+    result["pending_detail"] = detail
+    result["feeds"] = []
+    return result
+
+
+def _status_text(status: dict) -> str:
+    detail = status["pending_detail"]
+    lines = [f"{name:<11} {status[name]}" for name in ("items", "origins", "duplicates", "clusters", "failed")]
+    lines.append(f"{'pending':<11} {status['pending']}  (queued {detail['queued']}, in flight "
+                 f"{detail['in_flight']}, files waiting {detail['files_waiting']}, "
+                 f"sent not stored {detail['files_unstored']})")
+    lines.append(f"{'feeds':<11} {len(status['feeds']) or 'none'}")
+    return "\n".join(lines)
+
+
+@cli.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+    live: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C")] = False,
+) -> None:
+    """Where things stand: items, duplicates, failures, what is pending."""
+    settings = _setup("cli")
+    store_url = _open_store(settings)
+    with broker.broker_url(settings) as redis_url:
+        if live:
+            _watch_status(settings, store_url, redis_url)
+            return
+        current = _status(settings, store_url, redis_url)
+    typer.echo(json.dumps(current) if as_json else _status_text(current))
+
+
+def _watch_status(settings: Settings, store_url: str, redis_url: str) -> None:
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text(_status_text(_status(settings, store_url, redis_url))), auto_refresh=False) as screen:
+        try:
+            while True:
+                time.sleep(1)
+                screen.update(Text(_status_text(_status(settings, store_url, redis_url))), refresh=True)
+        except KeyboardInterrupt:
+            return
+
+
+@cli.command()
+def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds")] = 600.0) -> None:
+    """Block until nothing is pending: queue empty, nothing in flight, no file waiting. Exit 1 on timeout."""
+    settings = _setup("cli")
+    store_url = _open_store(settings)
+    deadline = time.monotonic() + timeout
+    with broker.broker_url(settings) as redis_url:
+        idle_readings = 0
+        while idle_readings < IDLE_READINGS_NEEDED:
+            pending = _pending(settings, store_url, redis_url)
+            idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
+            if idle_readings < IDLE_READINGS_NEEDED:
+                if time.monotonic() >= deadline:
+                    typer.echo(f"error: still pending after {timeout:g}s: {json.dumps(pending)}", err=True)
+                    raise typer.Exit(1)
+                time.sleep(0.25)
+
+
+# -- reading the store --------------------------------------------------------------------------
+
+def _parse_since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 date or time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+def export(since: Annotated[Optional[str], typer.Option(help="Only items ingested at or after this ISO-8601 time")] = None) -> None:
+    """Every stored item, one JSON object a line, oldest first."""
+    settings = _setup("cli")
+    since_at = _parse_since(since) if since else None
+    out = sys.stdout
+    with session_scope(_open_store(settings)) as session:
+        for record in store.export_records(session, since_at):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+@cli.command()
+def failures(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """The inputs that could not be ingested, each with its reason."""
+    settings = _setup("cli")
+    with session_scope(_open_store(settings)) as session:
+        records = store.failure_records(session)
+    if as_json:
+        typer.echo(json.dumps(records, ensure_ascii=False))
+        return
+    for record in records:
+        entry = f" [{record['entry_id']}]" if record["entry_id"] else ""
+        typer.echo(f"{record['at']}  {record['ref']}{entry}: {record['reason']}")
+    if not records:
+        typer.echo("no failures")
+
+
+# -- submitting ---------------------------------------------------------------------------------
+
+def _expand(paths: list[Path]):
+    """(ref, path) of every input named: files as given, folders by the seeds-folder rules."""
+    from shared.seeds import scan
+
+    for path in paths:
+        if path.is_dir():
+            for seed in scan(path):
+                yield (path / seed.ref).as_posix(), seed.path
+        else:
+            yield path.as_posix(), path
+
+
+@cli.command()
+def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest now")]) -> None:
+    """Enqueue these files now, wherever they are, through the same pipeline."""
+    from shared.messages import Batch, RawInput
+
+    settings = _setup("cli")
+    _open_store(settings)
+    queued, problems = 0, 0
+    with broker.broker_url(settings) as redis_url:
+        app = _celery(redis_url)
+        for ref, path in _expand(paths):
+            try:
+                if path.stat().st_size > settings.max_file_bytes:
+                    raise ServiceError(f"too large: more than {settings.max_file_bytes} bytes")
+                payload = path.read_bytes()
+            except (OSError, ServiceError) as exc:
+                problems += 1
+                typer.echo(f"error: {ref}: {getattr(exc, 'strerror', None) or exc}", err=True)
+                continue
+            _send(app, Batch(inputs=[RawInput.from_bytes(payload, kind="file", ref=ref)]))
+            queued += 1
+    typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
+    if problems:
+        raise typer.Exit(1)
+
+
+# -- the entry point ----------------------------------------------------------------------------
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ServiceError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"invalid setting {where}: {first['msg']}"
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return f"cannot read the settings file: {exc}"
+    if isinstance(exc, DatabaseError):
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        return f"cannot use the database at {_safe_url(get_settings().store_url)} ({reason})"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return f"cannot reach Redis ({broker.describe_redis_error(exc)})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (ServiceError, ValidationError, tomllib.TOMLDecodeError, DatabaseError, redis.exceptions.RedisError) as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # the last line of defence: a bug still ends as one line, detail at debug
+        log.debug("cli.crashed", exc_info=True)
+        typer.echo(f"error: internal error: {_one_line(exc)} (INGEST_LOG_LEVEL=debug shows the detail)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
