@@ -188,6 +188,19 @@ def test_a_file_written_slowly_is_taken_once_complete(deployment):
     assert item["body"].count("Paragraph") == 4
 
 
+def test_the_polling_observer_takes_files_too(deployment):
+    """For mounts that send no inotify events: INGEST_WATCH_POLLING=true."""
+    deployment.env["INGEST_WATCH_POLLING"] = "true"
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
+    drop_articles(deployment.seeds, 2)
+    (deployment.seeds / "later").mkdir()
+    copy_sample(deployment.seeds / "later")
+    deployment.drain()
+    assert len(deployment.export()) == 3
+    assert '"polling": true' in deployment.log_text()
+
+
 def test_submit_enqueues_files_from_anywhere(deployment, tmp_path):
     """`ingest submit` takes paths outside the seeds folder, recorded as given."""
     elsewhere = tmp_path / "inbox"

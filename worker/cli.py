@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import redis
 import structlog
 import typer
+from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError as DatabaseError
@@ -302,6 +303,7 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
     _open_store(settings)
     queued, problems = 0, 0
     with broker.broker_url(settings) as redis_url:
+        broker.connect(redis_url)
         app = _celery(redis_url)
         for ref, path in _expand(paths):
             try:
@@ -346,6 +348,8 @@ def _one_line(exc: BaseException) -> str:
         return f"cannot use the database at {_safe_url(get_settings().store_url)} ({reason})"
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"cannot reach Redis ({broker.describe_redis_error(exc)})"
+    if isinstance(exc, BrokerError):
+        return f"cannot reach the broker ({broker.describe_redis_error(exc)})"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -354,7 +358,8 @@ def main() -> None:
         cli()
     except KeyboardInterrupt:
         sys.exit(130)
-    except (ServiceError, ValidationError, tomllib.TOMLDecodeError, DatabaseError, redis.exceptions.RedisError) as exc:
+    except (ServiceError, ValidationError, tomllib.TOMLDecodeError, DatabaseError, redis.exceptions.RedisError,
+            BrokerError) as exc:
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:  # the last line of defence: a bug still ends as one line, detail at debug

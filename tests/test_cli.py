@@ -1,0 +1,64 @@
+"""`ingest` as a user meets it when something is wrong: one line, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["status"], ["wait", "--timeout", "1"], ["worker"], ["watch"], ["submit", "x"]])
+def test_unreachable_redis_is_one_line(deployment, command):
+    """The interface's own example: `error: cannot reach Redis at … (connection refused)`."""
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    deployment.env["INGEST_REDIS_URL"] = url
+    result = deployment.run(*command, check=False, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: cannot reach Redis at {url} (connection refused)"
+
+
+def test_a_bad_setting_is_one_line(deployment):
+    deployment.env["INGEST_MAX_FILE_BYTES"] = "lots"
+    result = deployment.run("export", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid setting max_file_bytes:") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_database_is_one_line(deployment):
+    deployment.env["INGEST_DATABASE_URL"] = f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/none"
+    result = deployment.run("export", check=False)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: cannot use the database at postgresql+psycopg://nobody@127.0.0.1:")
+
+
+def test_a_bad_since_is_a_usage_error(deployment):
+    result = deployment.run("export", "--since", "yesterday", check=False)
+    assert result.returncode == 2 and "not an ISO-8601 date or time" in result.stderr
+
+
+def test_wait_times_out_with_exit_1_while_files_wait(deployment):
+    """Nothing runs to take the file: wait gives up at its deadline and says what is pending."""
+    (deployment.seeds / "a.txt").write_text("Title\n\nBody sentence.\n")
+    result = deployment.run("wait", "--timeout", "1", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: still pending after 1s:")
+    assert json.loads(result.stderr.split(":", 2)[2])["files_waiting"] == 1
+
+
+def test_empty_store_status_and_export(deployment):
+    """A fresh folder: zero counts, no items, no failures."""
+    status = deployment.status()
+    assert {k: status[k] for k in ("items", "origins", "duplicates", "clusters", "failed", "pending")} == dict.fromkeys(
+        ("items", "origins", "duplicates", "clusters", "failed", "pending"), 0)
+    assert status["feeds"] == []
+    assert deployment.run("export").stdout == ""
+    assert deployment.run("failures").stdout.strip() == "no failures"
+    assert json.loads(deployment.run("failures", "--json").stdout) == []
