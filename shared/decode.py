@@ -12,6 +12,8 @@ import ftfy
 from shared.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+BINARY_SAMPLE_CHARS = 8192
+BINARY_NOISE_RATIO = 0.1  # more replacement or control characters than this: not a text document
 BOMS = (  # longest first: the UTF-32 LE mark begins with the UTF-16 LE one
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -66,11 +68,19 @@ def _guess_decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _looks_binary(text: str) -> bool:
+    sample = text[:BINARY_SAMPLE_CHARS]
+    noise = sum(1 for char in sample if char == "\ufffd" or (char < " " and char not in "\n\r\t\f"))
+    return bool(sample) and noise / len(sample) > BINARY_NOISE_RATIO
+
+
 def decode_text(data: bytes) -> str:
     """Bytes in any common encoding -> clean Unicode text with \\n line ends."""
     text = _bom_decode(data)
     if text is None:
         text = _guess_decode(data)
+    if _looks_binary(text):
+        raise InputError("binary content, not text")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = ftfy.fix_text(text, FTFY_CONFIG)
     return CONTROL_CHARS.sub("", text)

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from shared.parsers.model import ParsedItem
 from shared.settings import Settings
+from shared.urls import canonical_url
 
 ARTICLE_SOURCE = re.compile(r"^article source:\s*(?P<source>.+?)$", re.IGNORECASE)
 # Unicode white space other than the line feed: tabs, NBSP, thin and ideographic spaces...
@@ -25,6 +26,9 @@ TRAILING_ATTRIBUTION = re.compile(rf"^(?P<before>.*{SENTENCE_END})\s*(?:[—–]
 # "— BBC News" on a line of its own
 LONE_ATTRIBUTION = re.compile(r"^(?:[—–]|-\s)\s*(?P<outlet>\S.*)$")
 LIST_LINE = re.compile(r"^(?:[—–•*·-]|\d+[.)])\s")
+# "…last sentence. (Reuters)" and "(Reuters)" or "AFP" on a line of their own
+TRAILING_WIRE = re.compile(rf"^(?P<before>.*{SENTENCE_END})\s*\((?P<outlet>[A-Z][\w.&' -]{{1,40}})\)$")
+LONE_WIRE = re.compile(r"^\((?P<paren>[A-Z][\w.&' -]{1,40})\)$|^(?P<caps>[A-Z]{2,}(?:[ /&-][A-Z]{2,})?)$")
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,13 @@ def _is_outlet(text: str, max_words: int) -> bool:
 def _split_attribution(lines: list[str], max_words: int) -> tuple[str, str] | None:
     """(new last line, outlet) when the last line ends with a closing attribution."""
     last = lines[-1]
-    trailing = TRAILING_ATTRIBUTION.match(last)
-    if trailing and _is_outlet(trailing.group("outlet"), max_words):
-        return trailing.group("before").rstrip(), trailing.group("outlet")
+    for pattern in (TRAILING_ATTRIBUTION, TRAILING_WIRE):
+        trailing = pattern.match(last)
+        if trailing and _is_outlet(trailing.group("outlet"), max_words):
+            return trailing.group("before").rstrip(), trailing.group("outlet")
+    wire = LONE_WIRE.match(last)
+    if wire and len(lines) > 1 and _is_outlet(wire.group("paren") or wire.group("caps"), max_words):
+        return "", (wire.group("paren") or wire.group("caps")).strip()
     lone = LONE_ATTRIBUTION.match(last)
     after_list_line = len(lines) > 1 and LIST_LINE.match(lines[-2])
     if lone and not after_list_line and _is_outlet(lone.group("outlet"), max_words):
@@ -117,6 +125,18 @@ def take_closing_attribution(item: ParsedItem, rules: Rules) -> ParsedItem:
     return item.but(body=body, original_source=item.original_source or outlet)
 
 
+def canonicalise_url(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """Scheme and host lower-cased; fragments and tracking parameters (utm_*, fbclid…) removed."""
+    return item.but(url=canonical_url(item.url))
+
+
+def tidy_fields(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """Short fields on one line, empty ones null."""
+    one_line = lambda value: (value and _tidy_line(value.replace("\n", " "))) or None  # noqa: E731
+    return item.but(source=one_line(item.source), original_source=one_line(item.original_source),
+                    author=one_line(item.author), entry_id=item.entry_id and item.entry_id.strip() or None)
+
+
 def tidy_paragraphs(item: ParsedItem, rules: Rules) -> ParsedItem:
     """Paragraphs apart by exactly one blank line; no blank lines at either end."""
     return item.but(body=BLANK_RUN.sub("\n\n", item.body).strip("\n"))
@@ -137,8 +157,9 @@ def warm_up() -> None:
 
 def detect_language(item: ParsedItem, rules: Rules) -> ParsedItem:
     """ISO 639-1 code from the text when the parser found none and the guess is confident."""
-    if item.language:
-        return item.but(language=item.language.split("-")[0].split("_")[0].lower())
+    declared = (item.language or "").strip().replace("_", "-").split("-")[0].lower()
+    if re.fullmatch(r"[a-z]{2}", declared):
+        return item.but(language=declared)
     language, confidence = _language_identifier().classify(f"{item.title}\n{item.body}")
     return item.but(language=language if confidence >= rules.language_min_confidence else None)
 
@@ -150,6 +171,8 @@ STEPS = (
     drop_boilerplate,
     take_closing_attribution,
     tidy_paragraphs,
+    tidy_fields,
+    canonicalise_url,
     detect_language,
 )
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from sqlmodel import Session
@@ -16,7 +16,7 @@ from shared.errors import InputError
 from shared.fingerprint import content_hash
 from shared.messages import RawInput
 from shared.normalise import Rules, normalise
-from shared.parsers import ParsedItem, format_for
+from shared.parsers import Document, EntryFailure, Parsed, ParsedItem, parse_document
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -27,10 +27,11 @@ class Context:
     rules: Rules
     max_bytes: int
     keep_raw: bool
+    json_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
-        return cls(Rules.from_settings(settings), settings.max_file_bytes, settings.keep_raw)
+        return cls(Rules.from_settings(settings), settings.max_file_bytes, settings.keep_raw, settings.json_aliases)
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,27 @@ def _checked(item: ParsedItem) -> ParsedItem:
     return item
 
 
-def derive(name: str, payload: bytes, context: Context) -> list[Derived]:
+def _finish(parsed: Parsed, fmt: str, rules: Rules) -> Derived | EntryFailure:
+    """Normalise and fingerprint one parsed entry; an entry that ends empty fails alone."""
+    if isinstance(parsed, EntryFailure):
+        return parsed
+    try:
+        item = _checked(normalise(parsed, rules))
+    except InputError as exc:
+        return EntryFailure(str(exc), parsed.entry_id)
+    return Derived(item, content_hash(item.title, item.body), fmt)
+
+
+def derive(name: str, payload: bytes, context: Context) -> list[Derived | EntryFailure]:
     """The pure half: bytes of a named input -> normalised, fingerprinted items, or InputError."""
     if len(payload) > context.max_bytes:
         raise InputError(f"too large: {len(payload)} bytes exceeds the {context.max_bytes} byte limit")
     name, data = unwrap(name, payload, context.max_bytes)
-    fmt = format_for(name)
-    text = decode_text(data)
-    derived = []
-    for parsed in fmt.parse(text):
-        item = _checked(normalise(parsed, context.rules))
-        derived.append(Derived(item, content_hash(item.title, item.body), fmt.name))
-    if not derived:
+    doc = Document(name, data, decode=decode_text, aliases=context.json_aliases)
+    fmt, entries = parse_document(doc)
+    if not entries:
         raise InputError("no items in the document")
-    return derived
+    return [_finish(parsed, fmt.name, context.rules) for parsed in entries]
 
 
 def _arrival(raw: RawInput, part: int, entry_id: str | None) -> store.Arrival:
@@ -85,6 +93,13 @@ def _derive_or_reason(raw: RawInput, payload: bytes, context: Context) -> list[D
         return f"internal parser error: {type(exc).__name__}: {exc}"
 
 
+def _store_one(session: Session, raw: RawInput, part: int, derived: Derived | EntryFailure) -> store.Outcome:
+    if isinstance(derived, EntryFailure):
+        return store.save_failure(session, _arrival(raw, part, derived.entry_id), derived.reason)
+    return store.save_item(session, derived.item, derived.content_hash, derived.format,
+                           _arrival(raw, part, derived.item.entry_id))
+
+
 def process(session: Session, raw: RawInput, context: Context) -> list[store.Outcome]:
     """Store what one input holds; the same input processed twice writes nothing new."""
     payload = raw.payload()
@@ -93,7 +108,4 @@ def process(session: Session, raw: RawInput, context: Context) -> list[store.Out
     derived = _derive_or_reason(raw, payload, context)
     if isinstance(derived, str):
         return [store.save_failure(session, _arrival(raw, 0, None), derived)]
-    return [
-        store.save_item(session, d.item, d.content_hash, d.format, _arrival(raw, part, d.item.entry_id))
-        for part, d in enumerate(derived)
-    ]
+    return [_store_one(session, raw, part, one) for part, one in enumerate(derived)]

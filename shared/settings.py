@@ -18,6 +18,20 @@ from pydantic_settings import (
 DEFAULT_CONFIG_FILE = Path("config/settings.toml")
 MIB = 1024 * 1024
 
+# JSON keys for each field, in order of preference; `json_field_aliases` in the settings adds to these.
+DEFAULT_JSON_ALIASES = {
+    "title": ["title", "headline", "name", "subject"],
+    "body": ["body", "content", "text", "article", "content_text", "content_html", "description", "summary"],
+    "source": ["source", "publisher", "site", "site_name", "outlet"],
+    "original_source": ["original_source"],
+    "author": ["author", "authors", "byline", "creator", "writer"],
+    "published_at": ["published_at", "date", "published", "pubDate", "pub_date", "date_published",
+                     "datePublished", "created_at", "timestamp"],
+    "url": ["url", "link", "href", "canonical_url", "permalink"],
+    "language": ["language", "lang", "locale"],
+    "entry_id": ["id", "guid", "uuid"],
+}
+
 # Whole lines (matched case-insensitively, surrounding white space ignored) that are never body.
 DEFAULT_BOILERPLATE = [
     r"(enjoyed|liked|loved) (this|the) (post|article|story)\??\s*share it!?",
@@ -54,6 +68,8 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(300, gt=0, description="Hard limit of one task, in seconds")
     visibility_timeout: int = Field(600, gt=0, description="Seconds before an unacknowledged message is delivered again")
     boilerplate_patterns: list[str] = Field(DEFAULT_BOILERPLATE, description="Regexes of whole lines that are never body")
+    json_field_aliases: dict[str, list[str]] = Field(
+        default_factory=dict, description="More JSON keys per field, tried after the built-in ones")
     attribution_max_words: int = Field(6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source")
     language_min_confidence: float = Field(0.8, ge=0, le=1, description="Below this the language is left null")
     worker_concurrency: int | None = Field(None, gt=0, description="Worker processes for `ingest up`; unset: one per core")
@@ -68,6 +84,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def json_aliases(self) -> dict[str, list[str]]:
+        """The built-in JSON key aliases with the configured ones appended."""
+        merged = {name: list(keys) for name, keys in DEFAULT_JSON_ALIASES.items()}
+        for name, keys in self.json_field_aliases.items():
+            merged.setdefault(name, []).extend(k for k in keys if k not in merged[name])
+        return merged
 
     @property
     def store_url(self) -> str:

@@ -155,6 +155,16 @@ class Deployment:
 
         return json.loads(self.run("status", "--json").stdout)
 
+    def count_items(self) -> int:
+        """Items in the deployment's SQLite store, read directly: cheaper than `ingest status` in a loop."""
+        import sqlite3
+
+        database = self.folder / "data" / "ingest.db"
+        if not database.exists():
+            return 0
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as connection:
+            return connection.execute("SELECT count(*) FROM items").fetchone()[0]
+
     def log_text(self) -> str:
         return self.up_log.read_text(errors="replace") if self.up_log.exists() else ""
 

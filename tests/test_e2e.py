@@ -88,11 +88,11 @@ def test_kill_9_of_the_workers_loses_and_duplicates_nothing(deployment):
     deployment.start("--concurrency", "2")
     wait_until(lambda: len(worker_processes(deployment)) >= 3, 30, "the worker and its pool")
     drop_articles(deployment.seeds, 300)
-    wait_until(lambda: deployment.status()["items"] >= 20, 60, "the first items")
+    wait_until(lambda: deployment.count_items() >= 20, 60, "the first items")
     victims = worker_processes(deployment)
     for process in victims:
         process.send_signal(signal.SIGKILL)
-    assert deployment.status()["items"] < 300, "the run ended before the kill: nothing was tested"
+    assert deployment.count_items() < 300, "the run ended before the kill: nothing was tested"
     wait_until(lambda: '"up.child_exited"' in deployment.log_text(), 30, "the supervisor to see the worker die")
     deployment.drain(timeout=180)
     items = deployment.export()
@@ -230,3 +230,32 @@ def test_up_runs_its_own_redis_when_none_is_set(deployment):
     assert (deployment.folder / "data" / "ingest.db").exists()
     assert (deployment.folder / "data" / "appendonly.aof").exists()
     assert '"up.stopped"' in deployment.log_text() and "Traceback" not in deployment.log_text()
+
+
+def test_every_format_lands_and_the_same_article_is_one_item(deployment):
+    """The article as .txt, .html, .md, .json and in an RSS feed: one item with five origins; a bad
+    JSON line fails alone with its number; feed entries record their ids."""
+    import json
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    copy_sample(deployment.seeds)
+    for path in (FIXTURES / "same-article").iterdir():
+        shutil.copyfile(path, deployment.seeds / path.name)
+    shutil.copyfile(FIXTURES / "heldout" / "stream.jsonl", deployment.seeds / "stream.jsonl")
+    shutil.copyfile(FIXTURES / "heldout" / "observatory.atom", deployment.seeds / "observatory.atom")
+    deployment.start("--concurrency", "2")
+    deployment.drain()
+    items = {item["title"]: item for item in deployment.export()}
+    putin = items["Putin seeks foreign volunteers to fight in Ukraine"]
+    assert sorted(o["ref"] for o in putin["origins"]) == sorted(
+        ["000_adca40b1d62e3161.txt", "putin.html", "putin.md", "putin.json", "putin.rss"])
+    assert {o["ref"]: o["entry_id"] for o in putin["origins"]}["putin.rss"] == "chronicle-2022-03-11-putin"
+    comet = items["Comet visible to the naked eye this week"]
+    assert comet["origins"][0]["entry_id"] == "urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a"
+    assert {"Ferry timetable changes", "School wins robotics prize", "Open night at the dome"} <= set(items)
+    [failure] = json.loads(deployment.run("failures", "--json").stdout)
+    assert failure["ref"] == "stream.jsonl" and failure["reason"].startswith("line 2: not valid JSON")
+    status = deployment.status()
+    assert (status["items"], status["duplicates"], status["failed"]) == (len(items), 4, 1)

@@ -7,7 +7,7 @@ every format shares.
 from __future__ import annotations
 
 from shared.errors import InputError
-from shared.parsers.model import ParsedItem
+from shared.parsers.model import Document, ParsedItem
 
 PUBLISHER_MAX_WORDS = 8
 # A line ending in one of these is a sentence, not a publisher's name.
@@ -27,8 +27,12 @@ def _next_content_line(lines: list[str], start: int) -> int | None:
     return None
 
 
-def parse(text: str) -> list[ParsedItem]:
-    lines = text.split("\n")
+def sniff(text: str) -> str | None:
+    return None  # any text is a plain-text article
+
+
+def parse(doc: Document) -> list[ParsedItem]:
+    lines = doc.text.split("\n")
     title_at = _next_content_line(lines, 0)
     if title_at is None:
         raise InputError("empty document")

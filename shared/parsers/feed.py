@@ -1,0 +1,96 @@
+"""Feed documents (RSS 0.9x/1.0/2.0, Atom 0.3/1.0, RDF) through feedparser; each entry is an item.
+
+feedparser is given bytes, never a string it could take for a path or URL. Documents that declare
+XML entities are refused before parsing: entity expansion is how feeds attack parsers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import feedparser
+
+from shared.dates import to_utc
+from shared.errors import InputError
+from shared.parsers.fields import as_text, body_text, title_from_body
+from shared.parsers.htmltext import html_to_text
+from shared.parsers.model import Document, EntryFailure, Parsed, ParsedItem
+
+FEED_ROOT = re.compile(rb"<(?:[\w-]+:)?(rss|feed|RDF|rdf:RDF|channel)\b")
+ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
+PROLOG_BYTES = 65536
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _ascii_view(data: bytes) -> bytes:
+    # UTF-16/32 feeds interleave NULs: drop them so the byte patterns below still match.
+    return data[:PROLOG_BYTES].replace(b"\x00", b"")
+
+
+def sniff_bytes(data: bytes) -> str | None:
+    return None if FEED_ROOT.search(_ascii_view(data)) else "not a feed document: no rss, feed or RDF root element"
+
+
+def _text_of(detail: dict | None, fallback: object) -> str | None:
+    """A feedparser text construct -> plain text, reading HTML when its type says so."""
+    if detail and detail.get("value"):
+        value = detail["value"]
+        return html_to_text(value) if detail.get("type") in HTML_TYPES else value.strip()
+    return body_text(fallback)
+
+
+def _entry_body(entry: dict) -> str | None:
+    contents = [c for c in entry.get("content") or [] if c.get("value")]
+    if contents:
+        longest = max(contents, key=lambda c: len(c["value"]))
+        return _text_of(longest, None)
+    return _text_of(entry.get("summary_detail"), entry.get("summary"))
+
+
+def _entry_item(entry: dict, source: str | None, language: str | None) -> Parsed:
+    entry_id = as_text(entry.get("id")) or as_text(entry.get("link"))
+    body = _entry_body(entry)
+    if not body:
+        return EntryFailure("entry has no content", entry_id)
+    title = _text_of(entry.get("title_detail"), entry.get("title"))
+    detail = (entry.get("content") or [{}])[0]
+    return ParsedItem(
+        title=title or title_from_body(body),
+        body=body,
+        source=source,
+        author=as_text(entry.get("author")) or as_text(entry.get("authors")),
+        published_at=_entry_date(entry),
+        language=as_text(detail.get("language")) or language,
+        url=as_text(entry.get("link")),
+        entry_id=entry_id,
+    )
+
+
+def _entry_date(entry: dict):
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        if entry.get(key):
+            return to_utc(entry[key])
+    return to_utc(entry.get("published") or entry.get("updated"))
+
+
+def parse_feed_bytes(data: bytes) -> tuple[dict, list[dict]]:
+    """feedparser's view of a feed: (feed, entries). InputError when it is not a usable feed."""
+    if ENTITY_DECLARATION.search(_ascii_view(data)):
+        raise InputError("XML entity declarations are refused (entity expansion attacks)")
+    try:
+        parsed = feedparser.parse(data, resolve_relative_uris=False, sanitize_html=True)
+    except Exception as exc:  # feedparser crashes on some hostile bytes (e.g. a non-UTF-8 encoding name)
+        raise InputError(f"unreadable feed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not parsed.entries:
+        if parsed.get("bozo") and parsed.get("bozo_exception") is not None:
+            reason = str(parsed.bozo_exception).splitlines()[0] or type(parsed.bozo_exception).__name__
+            raise InputError(f"not a well-formed feed ({reason})")
+        raise InputError("feed has no entries")
+    return parsed.feed, parsed.entries
+
+
+def parse(doc: Document) -> list[Parsed]:
+    feed, entries = parse_feed_bytes(doc.data)
+    source = _text_of(feed.get("title_detail"), feed.get("title"))
+    language = as_text(feed.get("language"))
+    return [_entry_item(entry, source, language) for entry in entries]
