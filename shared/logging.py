@@ -22,6 +22,7 @@ QUIET_LOGGERS = {
     "watchdog": logging.WARNING,
     "celery.worker.strategy": logging.WARNING,
     "celery.app.trace": logging.WARNING,
+    "celery.beat": logging.WARNING,  # a line per tick ("Sending due task") every second
     "kombu": logging.WARNING,
     "httpx": logging.WARNING,
 }

@@ -32,6 +32,7 @@ class RawInput(BaseModel):
     kind: Literal["file", "feed"]
     ref: str = Field(description="Path relative to the seeds folder (or as given to submit), or the feed URL")
     entry_id: str | None = None
+    name: str | None = Field(None, description="The name whose extension picks the format; unset: ref")
     arrival_id: str
     sha256: str
     size: int
@@ -41,12 +42,13 @@ class RawInput(BaseModel):
 
     @classmethod
     def from_bytes(cls, payload: bytes, *, kind: str, ref: str, arrival_id: str | None = None,
-                   entry_id: str | None = None, mtime: float | None = None) -> RawInput:
+                   entry_id: str | None = None, mtime: float | None = None, name: str | None = None) -> RawInput:
         digest = sha256_hex(payload)
         return cls(
             kind=kind,
             ref=ref,
             entry_id=entry_id,
+            name=name,
             arrival_id=arrival_id or uuid.uuid4().hex,
             sha256=digest,
             size=len(payload),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, TypeDecorator
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
@@ -117,6 +117,40 @@ class TakenFile(SQLModel, table=True):
     arrival_key: str | None = Field(default=None, max_length=200)
     confirmed: bool = Field(default=False, index=True)
     taken_at: datetime = _time()
+
+
+class Feed(SQLModel, table=True):
+    """A feed subscription and where its polling stands."""
+
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2048, unique=True)
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    interval_seconds: float
+    enabled: bool = Field(default=True, index=True)
+    etag: str | None = Field(default=None, sa_column=Column(Text))
+    last_modified: str | None = Field(default=None, max_length=64)
+    last_polled: datetime | None = _time(nullable=True)
+    last_status: int | None = None  # HTTP status; null when no answer came (network error)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    error_count: int = 0  # consecutive failed polls
+    last_new_entries: int = 0
+    next_poll: datetime | None = _time(index=True, nullable=True)
+    added_at: datetime = _time()
+
+
+class FeedEntry(SQLModel, table=True):
+    """An entry a feed has shown, by its id (or link), and the content it had: new or changed is queued."""
+
+    __tablename__ = "feed_entries"
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feeds.id", index=True)
+    entry_key: str = Field(max_length=2048)
+    content_hash: str = Field(max_length=80)
+    seen_at: datetime = _time()
 
 
 class SchemaMeta(SQLModel, table=True):

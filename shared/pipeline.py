@@ -85,7 +85,7 @@ def _arrival(raw: RawInput, part: int, entry_id: str | None) -> store.Arrival:
 
 def _derive_or_reason(raw: RawInput, payload: bytes, context: Context) -> list[Derived] | str:
     try:
-        return derive(raw.ref, payload, context)
+        return derive(raw.name or raw.ref, payload, context)
     except InputError as exc:
         return str(exc)
     except Exception as exc:  # a parser bug must end as a failure of this input, not a crashed task

@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+from shared.durations import parse_duration
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +30,7 @@ DEFAULT_JSON_ALIASES = {
                      "datePublished", "created_at", "timestamp"],
     "url": ["url", "link", "href", "canonical_url", "permalink"],
     "language": ["language", "lang", "locale"],
-    "entry_id": ["id", "guid", "uuid"],
+    "entry_id": ["entry_id", "id", "guid", "uuid"],
 }
 
 # Whole lines (matched case-insensitively, surrounding white space ignored) that are never body.
@@ -48,6 +49,21 @@ DEFAULT_BOILERPLATE = [
 def config_file() -> Path:
     """The TOML file to read: $INGEST_CONFIG names it, else config/settings.toml."""
     return Path(os.environ.get("INGEST_CONFIG") or DEFAULT_CONFIG_FILE)
+
+
+class FeedPolicy(BaseModel):
+    """How often feeds are polled, in seconds."""
+
+    default_interval: float
+    backoff_max: float
+    hint_max: float
+
+
+class FeedSeed(BaseModel):
+    """A subscription listed in the settings file: added at start if missing, never removed."""
+
+    url: str
+    every: str | None = None
 
 
 class Settings(BaseSettings):
@@ -72,6 +88,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="More JSON keys per field, tried after the built-in ones")
     attribution_max_words: int = Field(6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source")
     language_min_confidence: float = Field(0.8, ge=0, le=1, description="Below this the language is left null")
+    feeds: list[FeedSeed] = Field(default_factory=list, description="Subscriptions to add at start ([[feeds]] in the TOML)")
+    feeds_allow_private: bool = Field(False, description="Let feeds live on loopback, private and link-local addresses")
+    feeds_default_every: str = Field("15m", description="Poll interval of a feed added without --every")
+    feeds_tick_seconds: float = Field(1.0, gt=0, description="How often the scheduler looks for feeds that are due")
+    feeds_timeout_seconds: float = Field(20.0, gt=0, description="Connect and read timeout of one fetch")
+    feeds_max_bytes: int = Field(10 * MIB, gt=0, description="Larger feed responses (decompressed) are a failed poll")
+    feeds_backoff_max: str = Field("1d", description="Longest wait between polls of a failing feed")
+    feeds_hint_max: str = Field("1d", description="A feed's own ttl, max-age or Expires is honoured up to this")
+    feeds_user_agent: str = Field("ingest/0.1 (feed fetcher; +https://github.com/ingest)", description="User-Agent header")
     worker_concurrency: int | None = Field(None, gt=0, description="Worker processes for `ingest up`; unset: one per core")
 
     @field_validator("log_format", "log_file", "redis_url", "database_url", mode="before")
@@ -80,10 +105,24 @@ class Settings(BaseSettings):
         # An empty string in TOML or the environment means "not set", not "the empty URL".
         return None if value == "" else value
 
+    @field_validator("feeds_default_every", "feeds_backoff_max", "feeds_hint_max")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def feed_policy(self) -> FeedPolicy:
+        return FeedPolicy(
+            default_interval=parse_duration(self.feeds_default_every),
+            backoff_max=parse_duration(self.feeds_backoff_max),
+            hint_max=parse_duration(self.feeds_hint_max),
+        )
 
     @property
     def json_aliases(self) -> dict[str, list[str]]:

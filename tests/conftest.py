@@ -201,3 +201,13 @@ def copy_sample(to: Path, name: str = "000_adca40b1d62e3161.txt") -> Path:
     destination = to / name if to.is_dir() else to
     shutil.copyfile(SAMPLE, destination)
     return destination
+
+
+@pytest.fixture
+def feed_server():
+    """A real HTTP server on 127.0.0.1 serving feeds; routes are set by the test."""
+    from tests.feedserver import FeedServer
+
+    server = FeedServer().start()
+    yield server
+    server.stop()

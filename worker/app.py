@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from celery import Celery, signals
+from kombu import Queue
 
 from shared.db import init_schema
 from shared.normalise import warm_up
@@ -12,6 +13,7 @@ from shared.settings import Settings, get_settings
 from worker.broker import running_redis_url
 
 QUEUE = "ingest"
+FEEDS_QUEUE = "feeds"  # polls apart from files, so a burst of files never delays a feed
 
 
 def celery_config(settings: Settings, broker_url: str | None) -> dict:
@@ -26,6 +28,16 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": QUEUE,
+        "task_queues": (Queue(QUEUE), Queue(FEEDS_QUEUE)),
+        "task_routes": {"feeds.*": {"queue": FEEDS_QUEUE}},
+        "beat_schedule": {
+            "feeds.poll_due": {
+                "task": "feeds.poll_due",
+                "schedule": settings.feeds_tick_seconds,
+                # A tick nobody ran in time is worthless: the next one looks again.
+                "options": {"queue": FEEDS_QUEUE, "expires": max(5.0, settings.feeds_tick_seconds * 5)},
+            },
+        },
         # A message is acknowledged only once its work is committed; a worker killed mid-task
         # (or its pool process) gives the message back instead of losing it.
         "task_acks_late": True,
@@ -38,8 +50,9 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
             # this long. It must exceed the longest task, or a slow task would run twice; twice is
             # harmless (every write is idempotent) but wasteful.
             "visibility_timeout": settings.visibility_timeout,
-            # Look for such messages every 10 s (kombu's default looks once in 10 x 10 s).
-            "unacked_restore_interval": 10,
+            # Look for such messages every 10 s (kombu's default looks once in 10 x 10 s), or
+            # more often with a short timeout, so a message is back within 1.5 timeouts.
+            "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
         },
         "worker_hijack_root_logger": False,

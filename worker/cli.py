@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Annotated, Optional
 import redis
 import structlog
 import typer
+import typer.main
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -72,7 +74,7 @@ def up(concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker pr
     from worker.supervisor import Child, Supervisor, ingest_argv
 
     settings = _setup("up")
-    _open_store(settings)
+    _seed_feeds(settings, _open_store(settings))
     concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
     embedded = None
     url = settings.redis_url
@@ -82,7 +84,9 @@ def up(concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker pr
     else:
         broker.connect(url)
     children = [
-        Child("worker", ingest_argv("worker", "--concurrency", str(concurrency))),
+        # Mingle and gossip exchange state between workers that this service never reads.
+        Child("worker", ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle",
+                                    "--without-gossip")),
         Child("watcher", ingest_argv("watch")),
         Child("beat", ingest_argv("beat")),
     ]
@@ -114,10 +118,8 @@ def watch() -> None:
 
 
 def _queue_idle(client: redis.Redis) -> bool:
-    from worker.app import QUEUE
-
     try:
-        return not any(broker.queue_counts(client, QUEUE).values())
+        return not any(broker.queue_counts(client, _queues()).values())
     except redis.exceptions.RedisError:
         return False  # cannot tell: do not resend on a guess
 
@@ -136,15 +138,43 @@ def worker(ctx: typer.Context) -> None:
 
 @cli.command()
 def beat() -> None:
-    """The periodic scheduler alone."""
+    """The periodic scheduler alone; a second one waits on standby instead of doubling the schedule."""
+    from worker.leader import Leadership
+
     settings = _setup("beat")
+    _seed_feeds(settings, _open_store(settings))
     url = broker.running_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
-    broker.connect(url)
+    leadership = Leadership(broker.connect(url))
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if not leadership.wait_to_lead(stop):
+        return
+    _exit_on_signals()  # until Celery installs its own handlers, a stop request must still stop us
+    leadership.keep()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "beat-schedule"
-    _celery(url).start([*_quiet(settings), "beat", "--loglevel", settings.log_level.upper(), "--schedule", str(schedule)])
+    try:
+        _celery(url).start([*_quiet(settings), "beat", "--loglevel", settings.log_level.upper(),
+                            "--schedule", str(schedule)])
+    finally:
+        leadership.release()
+
+
+def _seed_feeds(settings: Settings, store_url: str) -> None:
+    """Add the [[feeds]] of the settings file that are not subscribed yet."""
+    from shared import subscriptions
+    from shared.durations import parse_duration
+
+    if not settings.feeds:
+        return
+    with session_scope(store_url) as session:
+        for seed in settings.feeds:
+            if subscriptions.find_feed(session, seed.url) is None:
+                every = parse_duration(seed.every or settings.feeds_default_every)
+                subscriptions.add_feed(session, seed.url, every)
+                log.info("feeds.seeded", feed=seed.url, every_seconds=every)
 
 
 # -- where things stand -------------------------------------------------------------------------
@@ -163,10 +193,14 @@ def _file_counts(settings: Settings, url: str) -> dict[str, int]:
 
 
 def _pending(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
-    from worker.app import QUEUE
-
-    counts = broker.queue_counts(broker.connect(redis_url), QUEUE)
+    counts = broker.queue_counts(broker.connect(redis_url), _queues())
     return counts | _file_counts(settings, store_url)
+
+
+def _queues() -> tuple[str, ...]:
+    from worker.app import FEEDS_QUEUE, QUEUE
+
+    return (QUEUE, FEEDS_QUEUE)
 
 
 def pending_total(detail: dict[str, int]) -> int:
@@ -181,8 +215,22 @@ def _status(settings: Settings, store_url: str, redis_url: str) -> dict:
     detail = _pending(settings, store_url, redis_url)
     result["pending"] = pending_total(detail)
     result["pending_detail"] = detail
-    result["feeds"] = []
+    result["feeds"] = _feed_records(store_url)
+    result["feeds_network_down"] = network_down(result["feeds"])
     return result
+
+
+def _feed_records(store_url: str) -> list[dict]:
+    from shared import subscriptions
+
+    with session_scope(store_url) as session:
+        return [subscriptions.feed_record(feed) for feed in subscriptions.all_feeds(session)]
+
+
+def network_down(feeds: list[dict]) -> bool:
+    """Every enabled feed (two or more) failing with no HTTP answer at all: the network, not the feeds."""
+    active = [feed for feed in feeds if feed["enabled"] and feed["last_polled"]]
+    return len(active) >= 2 and all(feed["error_count"] and feed["last_status"] is None for feed in active)
 
 
 def _status_text(status: dict) -> str:
@@ -192,7 +240,18 @@ def _status_text(status: dict) -> str:
                  f"{detail['in_flight']}, files waiting {detail['files_waiting']}, "
                  f"sent not stored {detail['files_unstored']})")
     lines.append(f"{'feeds':<11} {len(status['feeds']) or 'none'}")
+    if status.get("feeds_network_down"):
+        lines.append("            every feed fails with no answer: the network looks down, not the feeds")
+    lines.extend(f"  {_feed_line(feed)}" for feed in status["feeds"])
     return "\n".join(lines)
+
+
+def _feed_line(feed: dict) -> str:
+    health = "ok" if feed["healthy"] else ("disabled" if not feed["enabled"] else f"failing x{feed['error_count']}")
+    status = feed["last_status"] if feed["last_status"] is not None else "-"
+    return (f"{health:<12} {feed['url']}  last {feed['last_polled'] or 'never'} ({status}), "
+            f"new {feed['new_entries']}, next {feed['next_poll'] or '-'}"
+            + (f"  [{feed['last_error']}]" if feed["last_error"] else ""))
 
 
 @cli.command()
@@ -321,6 +380,96 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
         raise typer.Exit(1)
 
 
+# -- feeds --------------------------------------------------------------------------------------
+
+feeds_cli = typer.Typer(help="The feed subscriptions (OPML 2.0 in and out).", no_args_is_help=True)
+cli.add_typer(feeds_cli, name="feeds")
+
+
+def _interval(settings: Settings, every: str | None) -> float:
+    from shared.durations import parse_duration
+
+    try:
+        return parse_duration(every or settings.feeds_default_every)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+
+
+@feeds_cli.command("add")
+def feeds_add(url: str, every: Annotated[Optional[str], typer.Option(help="Poll interval: 30s, 15m, 2h, 1d")] = None) -> None:
+    """Subscribe to a feed (or change its interval); it is polled at once."""
+    from shared import subscriptions
+
+    settings = _setup("cli")
+    interval = _interval(settings, every)
+    with session_scope(_open_store(settings)) as session:
+        feed, new = subscriptions.add_feed(session, url, interval)
+        typer.echo(f"{'added' if new else 'updated'} {feed.url} (every {_every(interval)})")
+
+
+@feeds_cli.command("remove")
+def feeds_remove(url: str) -> None:
+    """Unsubscribe; the items already stored stay."""
+    from shared import subscriptions
+
+    settings = _setup("cli")
+    with session_scope(_open_store(settings)) as session:
+        if not subscriptions.remove_feed(session, url):
+            raise ServiceError(f"not subscribed: {url}")
+    typer.echo(f"removed {url}")
+
+
+@feeds_cli.command("list")
+def feeds_list(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """The subscriptions and where each one's polling stands."""
+    records = _feed_records(_open_store(_setup("cli")))
+    if as_json:
+        typer.echo(json.dumps(records))
+        return
+    for record in records:
+        typer.echo(f"{record['url']}  every {_every(record['every_seconds'])}  {_feed_line(record)}")
+    if not records:
+        typer.echo("no feeds")
+
+
+@feeds_cli.command("import")
+def feeds_import(path: Path) -> None:
+    """Subscribe to every feed of an OPML file."""
+    from shared import subscriptions
+    from shared.opml import read_opml
+
+    settings = _setup("cli")
+    try:
+        outlines = read_opml(path.read_bytes())
+    except OSError as exc:
+        raise ServiceError(f"cannot read {path}: {exc.strerror}") from None
+    added = 0
+    with session_scope(_open_store(settings)) as session:
+        for outline in outlines:
+            interval = _interval(settings, outline.every)
+            added += subscriptions.add_feed(session, outline.url, interval, title=outline.title)[1]
+    typer.echo(f"imported {len(outlines)} feeds ({added} new)")
+
+
+@feeds_cli.command("export")
+def feeds_export() -> None:
+    """The subscriptions as OPML 2.0, on standard output."""
+    from shared import subscriptions
+    from shared.opml import Outline, write_opml
+
+    settings = _setup("cli")
+    with session_scope(_open_store(settings)) as session:
+        outlines = [Outline(feed.url, feed.title, _every(feed.interval_seconds))
+                    for feed in subscriptions.all_feeds(session)]
+    sys.stdout.write(write_opml(outlines))
+
+
+def _every(seconds: float) -> str:
+    from shared.durations import format_duration
+
+    return format_duration(seconds)
+
+
 # -- the entry point ----------------------------------------------------------------------------
 
 def _safe_url(url: str) -> str:
@@ -332,6 +481,16 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _exit_on_signals() -> None:
+    import signal
+
+    def leave(*_args) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -354,16 +513,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main() -> None:
+    command = typer.main.get_command(cli)
     try:
-        cli()
-    except KeyboardInterrupt:
+        sys.exit(command.main(prog_name="ingest", standalone_mode=False) or 0)
+    except typer.TyperException as exc:  # usage errors: one line too, not a framed box
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     except (ServiceError, ValidationError, tomllib.TOMLDecodeError, DatabaseError, redis.exceptions.RedisError,
             BrokerError) as exc:
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:  # the last line of defence: a bug still ends as one line, detail at debug
-        log.debug("cli.crashed", exc_info=True)
+        logging.getLogger("ingest.cli").debug("cli.crashed", exc_info=True)
         typer.echo(f"error: internal error: {_one_line(exc)} (INGEST_LOG_LEVEL=debug shows the detail)", err=True)
         sys.exit(1)
 

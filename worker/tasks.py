@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from functools import lru_cache
 
+import httpx
 import redis.exceptions
 import structlog
-from celery import shared_task
+from celery import current_app, shared_task
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from shared import pipeline, store
+from shared import pipeline, store, subscriptions
 from shared.db import session_scope
+from shared.feeds import MAX_REDIRECTS, FetchLimits
+from shared.models import Feed
+from shared.polling import PollReport, poll_feed
 from shared.messages import Batch, RawInput
 from shared.settings import get_settings
 
@@ -49,6 +54,51 @@ def ingest_one(raw: RawInput) -> list[store.Outcome]:
     for outcome in outcomes:
         log_outcome(outcome, raw, started)
     return outcomes
+
+
+def send_batch(batch: Batch) -> None:
+    from worker.app import QUEUE
+
+    current_app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
+
+
+@shared_task(name="feeds.poll_due", ignore_result=True)
+def poll_due() -> None:
+    """Queue one fetch per feed that is due; the claim in the store keeps a feed from being queued twice."""
+    settings = get_settings()
+    lease = settings.feeds_timeout_seconds * (MAX_REDIRECTS + 1) + settings.task_time_limit
+    with session_scope(settings.store_url) as session:
+        due = subscriptions.claim_due(session, datetime.now(UTC), lease)
+    for feed_id in due:
+        current_app.send_task("feeds.fetch", args=[feed_id])
+
+
+@shared_task(name="feeds.fetch", autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=300,
+             retry_jitter=True, max_retries=None)
+def fetch_feed(feed_id: int) -> None:
+    """Poll one feed and log one line about it."""
+    settings = get_settings()
+    limits = FetchLimits(settings.feeds_timeout_seconds, settings.feeds_max_bytes, settings.feeds_user_agent,
+                         settings.feeds_allow_private)
+    with session_scope(settings.store_url) as session, httpx.Client(follow_redirects=False) as client:
+        feed = session.get(Feed, feed_id)
+        if feed is None or not feed.enabled:
+            return
+        report = poll_feed(session, feed, client, limits, settings.feed_policy, send_batch, datetime.now(UTC),
+                           settings.keep_raw, resend_after=settings.visibility_timeout)
+    log_poll(report)
+
+
+def log_poll(report: PollReport) -> None:
+    fields = {"feed": report.url, "status": report.status, "new_entries": report.new_entries,
+              "duration_ms": report.duration_ms, "next_poll": report.next_poll and report.next_poll.isoformat()}
+    if report.error is None:
+        log.info("feed.polled", outcome="ok" if report.status == 200 else "not_modified", **fields)
+    elif not report.enabled:
+        log.warning("feed.polled", outcome="gone", error=report.error, **fields)
+    else:
+        log.warning("feed.polled", outcome="error", error=report.error,
+                    scope="network" if report.network else "feed", **fields)
 
 
 @shared_task(

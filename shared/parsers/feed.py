@@ -89,8 +89,12 @@ def parse_feed_bytes(data: bytes) -> tuple[dict, list[dict]]:
     return parsed.feed, parsed.entries
 
 
-def parse(doc: Document) -> list[Parsed]:
-    feed, entries = parse_feed_bytes(doc.data)
+def entries_to_items(feed: dict, entries: list[dict]) -> list[Parsed]:
     source = _text_of(feed.get("title_detail"), feed.get("title"))
     language = as_text(feed.get("language"))
     return [_entry_item(entry, source, language) for entry in entries]
+
+
+def parse(doc: Document) -> list[Parsed]:
+    feed, entries = parse_feed_bytes(doc.data)
+    return entries_to_items(feed, entries)

@@ -1,0 +1,253 @@
+"""Feed fetching and scheduling against a real HTTP server on loopback, and polls recorded in a real store."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from shared import subscriptions
+from shared.db import session_scope
+from shared.durations import format_duration, parse_duration
+from shared.feeds import FetchLimits, FetchResult, check_url, UnsafeURL, fetch, next_poll
+from shared.models import Feed
+from shared.opml import Outline, read_opml, write_opml
+from shared.polling import poll_feed
+from shared.settings import FeedPolicy
+from shared.errors import ServiceError
+from tests.feedserver import Route, rss
+
+LIMITS = FetchLimits(timeout=2.0, max_bytes=100_000, user_agent="ingest-test/1", allow_private=True)
+POLICY = FeedPolicy(default_interval=900, backoff_max=86400, hint_max=86400)
+NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+TWO = [("a1", "First story", "The first story, told in full."), ("a2", "Second story", "The second story, told too.")]
+
+
+@pytest.fixture
+def client():
+    with httpx.Client(follow_redirects=False) as http:
+        yield http
+
+
+def test_conditional_get_is_answered_304(feed_server, client):
+    """The second fetch sends the validators back and costs no body."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO), etag='"v1"', last_modified="Mon, 06 Mar 2023 10:00:00 GMT")
+    first = fetch(client, feed_server.url("/rss"), None, None, LIMITS)
+    second = fetch(client, feed_server.url("/rss"), first.etag, first.last_modified, LIMITS)
+    assert first.ok and first.body.startswith(b"<?xml") and first.etag == '"v1"'
+    assert second.status == 304 and second.body is None
+    assert feed_server.hits("/rss")[1].headers["If-None-Match"] == '"v1"'
+    assert feed_server.hits("/rss")[0].headers["User-Agent"] == "ingest-test/1"
+
+
+def test_gzip_responses_are_decoded(feed_server, client):
+    feed_server.routes["/gz"] = Route(body=rss("News", TWO), gzip=True)
+    assert fetch(client, feed_server.url("/gz"), None, None, LIMITS).body.startswith(b"<?xml")
+
+
+@pytest.mark.parametrize(("status", "moved"), [(301, True), (308, True), (302, False), (307, False)])
+def test_only_permanent_redirects_move_the_subscription(feed_server, client, status, moved):
+    feed_server.routes["/old"] = Route(status=status, headers={"Location": "/new"})
+    feed_server.routes["/new"] = Route(body=rss("News", TWO))
+    result = fetch(client, feed_server.url("/old"), None, None, LIMITS)
+    assert result.ok and result.permanent_url == (feed_server.url("/new") if moved else None)
+
+
+def test_private_addresses_are_refused_unless_allowed(feed_server, client):
+    """Loopback is private: refused by default, on the first hop and on every redirect hop."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    strict = FetchLimits(2.0, 100_000, "ingest-test/1", allow_private=False)
+    refused = fetch(client, feed_server.url("/rss"), None, None, strict)
+    assert refused.status is None and "private" in refused.error and not refused.network
+    assert feed_server.hits("/rss") == []
+    with pytest.raises(UnsafeURL):
+        check_url("file:///etc/passwd", allow_private=True)
+    with pytest.raises(UnsafeURL):
+        check_url("http://169.254.169.254/latest/meta-data", allow_private=False)
+
+
+def test_slow_and_huge_responses_fail_the_poll_not_the_worker(feed_server, client):
+    feed_server.routes["/slow"] = Route(body=rss("News", TWO), delay=3.0)
+    feed_server.routes["/huge"] = Route(body=b"<rss>" + b"x" * 200_000 + b"</rss>")
+    slow = fetch(client, feed_server.url("/slow"), None, None, FetchLimits(0.5, 100_000, "t", True))
+    huge = fetch(client, feed_server.url("/huge"), None, None, LIMITS)
+    assert slow.network and slow.error.startswith("timed out")
+    assert huge.error == "response larger than 100000 bytes"
+
+
+def test_nothing_listening_is_a_network_error(client):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = fetch(client, f"http://127.0.0.1:{port}/rss", None, None, LIMITS)
+    assert result.status is None and result.network and result.error.startswith("cannot connect")
+
+
+def test_retry_after_and_cache_hints_are_read(feed_server, client):
+    feed_server.routes["/busy"] = Route(status=429, headers={"Retry-After": "120"})
+    feed_server.routes["/cached"] = Route(body=rss("News", TWO), headers={"Cache-Control": "public, max-age=3600"})
+    assert fetch(client, feed_server.url("/busy"), None, None, LIMITS).retry_after == 120
+    assert fetch(client, feed_server.url("/cached"), None, None, LIMITS).cache_seconds == 3600
+
+
+# -- the schedule (pure) --------------------------------------------------------------------------
+
+def _after(result: FetchResult, errors: int = 0, hint: float | None = None, interval: float = 60):
+    return next_poll(result, interval, errors, hint, POLICY, NOW, random.Random(1))
+
+
+def test_failures_back_off_exponentially_up_to_the_cap_and_keep_probing():
+    waits, errors = [], 0
+    for _ in range(15):
+        schedule = _after(FetchResult(status=500, error="HTTP 500"), errors)
+        errors = schedule.error_count
+        waits.append((schedule.next_poll - NOW).total_seconds())
+        assert schedule.enabled
+    assert waits[0] < waits[1] < waits[2] < waits[3]
+    assert max(waits) <= POLICY.backoff_max and waits[-1] >= POLICY.backoff_max * 0.89
+    recovered = _after(FetchResult(status=200, body=b"x"), errors)
+    assert recovered.error_count == 0 and (recovered.next_poll - NOW).total_seconds() < 70
+
+
+def test_gone_disables_and_retry_after_is_honoured():
+    gone = _after(FetchResult(status=410, error="HTTP 410"))
+    assert not gone.enabled and gone.next_poll is None
+    busy = _after(FetchResult(status=503, error="HTTP 503", retry_after=600))
+    assert busy.next_poll == NOW + timedelta(seconds=600) and busy.error_count == 1
+
+
+def test_a_feed_hint_delays_the_next_poll_within_bounds():
+    assert (_after(FetchResult(status=200, body=b"x"), hint=3600).next_poll - NOW).total_seconds() >= 3600 * 0.9
+    bounded = FeedPolicy(default_interval=900, backoff_max=86400, hint_max=600)
+    capped = next_poll(FetchResult(status=304), 60, 0, 86400, bounded, NOW, random.Random(1))
+    assert (capped.next_poll - NOW).total_seconds() <= 600 * 1.1
+
+
+# -- polls recorded in the store ------------------------------------------------------------------
+
+def _poll(url: str, db_url: str, sent: list, now: datetime = NOW, resend_after: float = 600):
+    with session_scope(db_url) as session, httpx.Client() as http:
+        feed = subscriptions.find_feed(session, url)
+        report = poll_feed(session, feed, http, LIMITS, POLICY, sent.append, now, keep_raw=True,
+                           resend_after=resend_after)
+    return report
+
+
+def _feed(db_url: str, url: str) -> Feed:
+    with session_scope(db_url) as session:
+        return subscriptions.find_feed(session, url)
+
+
+def test_a_poll_queues_new_entries_once_and_changed_ones_again(feed_server, db_url):
+    """New entries are queued; an unchanged feed queues nothing; an edited entry is queued again."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO), etag='"v1"')
+    url = feed_server.url("/rss")
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, url, 60)
+    sent: list = []
+    first = _poll(url, db_url, sent)
+    assert first.new_entries == 2 and [raw.entry_id for raw in sent[0].inputs] == ["a1", "a2"]
+    assert {raw.kind for raw in sent[0].inputs} == {"feed"} and sent[0].inputs[0].ref == url
+    second = _poll(url, db_url, sent)
+    assert second.status == 304 and len(sent) == 1
+    feed_server.routes["/rss"] = Route(body=rss("News", [TWO[0], ("a2", "Second story", "Edited text.")]), etag='"v2"')
+    third = _poll(url, db_url, sent)
+    assert third.new_entries == 1 and [raw.entry_id for raw in sent[1].inputs] == ["a2"]
+    feed = _feed(db_url, url)
+    assert (feed.title, feed.last_status, feed.error_count, feed.etag) == ("News", 200, 0, '"v2"')
+
+
+def test_an_entry_whose_message_never_landed_is_sent_again(feed_server, db_url):
+    """Seen, but no origin holds it after the visibility timeout: the broker lost it; send again."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO[:1]))
+    url = feed_server.url("/rss")
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, url, 60)
+    sent: list = []
+    _poll(url, db_url, sent, now=datetime.now(UTC) - timedelta(hours=1))
+    _poll(url, db_url, sent, resend_after=600, now=datetime.now(UTC))
+    assert len(sent) == 2 and sent[0].inputs[0].arrival_id == sent[1].inputs[0].arrival_id
+
+
+def test_failing_polls_are_counted_and_a_301_moves_the_url(feed_server, db_url):
+    feed_server.routes["/broken"] = Route(status=500)
+    feed_server.routes["/old"] = Route(status=301, headers={"Location": "/new"})
+    feed_server.routes["/new"] = Route(body=rss("Moved", TWO))
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, feed_server.url("/broken"), 60)
+        subscriptions.add_feed(session, feed_server.url("/old"), 60)
+    for _ in range(3):
+        _poll(feed_server.url("/broken"), db_url, [])
+    broken = _feed(db_url, feed_server.url("/broken"))
+    assert (broken.error_count, broken.last_status, broken.last_error) == (3, 500, "HTTP 500")
+    _poll(feed_server.url("/old"), db_url, [])
+    assert _feed(db_url, feed_server.url("/old")) is None
+    assert _feed(db_url, feed_server.url("/new")).title == "Moved"
+
+
+def test_an_unusable_feed_body_is_a_failed_poll(feed_server, db_url):
+    feed_server.routes["/junk"] = Route(body=b"<html><body>not a feed</body></html>", content_type="text/html")
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, feed_server.url("/junk"), 60)
+    report = _poll(feed_server.url("/junk"), db_url, [])
+    assert report.error.startswith("unusable feed") and _feed(db_url, feed_server.url("/junk")).error_count == 1
+
+
+def test_a_json_feed_is_read_by_content(feed_server, db_url):
+    feed_server.routes["/feed.json"] = Route(
+        body=b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": '
+             b'[{"id": "j1", "title": "Json one", "content_text": "Body of the JSON entry."}]}',
+        content_type="application/feed+json")
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, feed_server.url("/feed.json"), 60)
+    sent: list = []
+    assert _poll(feed_server.url("/feed.json"), db_url, sent).new_entries == 1
+    assert sent[0].inputs[0].entry_id == "j1"
+
+
+def test_due_feeds_are_claimed_once(db_url):
+    """Two schedulers asking at once: each due feed goes to one of them."""
+    with session_scope(db_url) as session:
+        for number in range(5):
+            subscriptions.add_feed(session, f"https://news{number}.example/rss", 60)
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    with session_scope(db_url) as session:
+        first = subscriptions.claim_due(session, now, lease_seconds=300)
+    with session_scope(db_url) as session:
+        second = subscriptions.claim_due(session, now, lease_seconds=300)
+    assert sorted(first) == sorted(f.id for f in _all(db_url)) and second == []
+
+
+def _all(db_url):
+    with session_scope(db_url) as session:
+        return subscriptions.all_feeds(session)
+
+
+def test_opml_round_trips():
+    outlines = [Outline("https://a.example/rss", "A & B news", "15m"), Outline("https://b.example/atom", None, "1h")]
+    assert read_opml(write_opml(outlines).encode()) == outlines
+
+
+def test_opml_nested_folders_are_read_and_hostile_files_refused():
+    nested = (b"<opml version='2.0'><body><outline text='Folder'><outline text='X' xmlUrl='https://x.example/f'/>"
+              b"</outline></body></opml>")
+    assert read_opml(nested) == [Outline("https://x.example/f", "X", None)]
+    with pytest.raises(ServiceError, match="refused"):
+        read_opml(b'<!DOCTYPE opml [<!ENTITY a "b">]><opml/>')
+    with pytest.raises(ServiceError, match="not OPML"):
+        read_opml(b"<rss/>")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("45", 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds and parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2x", "-5m", "0s", "m"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
