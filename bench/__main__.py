@@ -7,10 +7,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import pipeline_bench
+from bench import dedup_bench, pipeline_bench
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-BENCHMARKS = (pipeline_bench,)
+BENCHMARKS = (pipeline_bench, dedup_bench)
 
 
 def machine() -> str:

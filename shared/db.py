@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 from shared.models import SCHEMA_VERSION, SchemaMeta
@@ -75,10 +75,12 @@ def init_schema(url: str) -> None:
         try:
             _create_schema(get_engine(url))
             return
-        except OperationalError as exc:
-            # SQLite has no advisory lock: two processes may both find a table missing; the loser
-            # sees "already exists", and a second pass finds everything in place.
-            if "already exists" not in str(exc) or attempt == SCHEMA_ATTEMPTS - 1:
+        except (OperationalError, IntegrityError) as exc:
+            # SQLite has no advisory lock: two processes may both find a table (or the version row)
+            # missing; the loser sees "already exists" (or a unique violation), and a second pass
+            # finds everything in place.
+            lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+            if not lost_race or attempt == SCHEMA_ATTEMPTS - 1:
                 raise
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import zlib
+
+import numpy as np
 
 QUOTES = str.maketrans({
     "‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'", "`": "'", "´": "'",
@@ -27,3 +30,60 @@ def canonical(text: str) -> str:
 def content_hash(title: str, body: str) -> str:
     digest = hashlib.sha256(f"{canonical(title)}\n{canonical(body)}".encode()).hexdigest()
     return f"sha256:{digest}"
+
+
+# -- the similarity sketch: MinHash over word shingles, banded for LSH ---------------------------
+
+SHINGLE_WORDS = 3
+BANDS = 24
+ROWS = 2  # hashes per band: a pair at Jaccard s shares a band with probability 1 - (1 - s^2)^24
+HASHES = BANDS * ROWS
+_PRIME = (1 << 61) - 1
+_rng = np.random.default_rng(0x1E57)  # fixed: every worker on every machine must agree
+_A = _rng.integers(1, _PRIME, HASHES, dtype=np.uint64)
+_B = _rng.integers(0, _PRIME, HASHES, dtype=np.uint64)
+WORD = re.compile(r"\w+")
+_EMPTY = np.full(HASHES, np.iinfo(np.uint32).max, dtype=np.uint32)
+
+
+def shingle_hashes(body: str) -> np.ndarray:
+    """64-bit hashes of the overlapping 3-word shingles of a body's canonical words."""
+    # Words only, so quote and dash styles and white space fall away without canonical()'s extra passes.
+    words = WORD.findall(unicodedata.normalize("NFKC", body).casefold())
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    hashed = np.fromiter((zlib.crc32(word.encode()) for word in words), dtype=np.uint64, count=len(words))
+    if len(hashed) < SHINGLE_WORDS:
+        return np.unique(hashed)
+    # Combining word hashes positionally makes "a b c" and "c b a" different shingles.
+    shingles = hashed[:-2] * np.uint64(0x9E3779B97F4A7C15) ^ hashed[1:-1] * np.uint64(0xC2B2AE3D27D4EB4F) ^ hashed[2:]
+    return np.unique(shingles)
+
+
+def minhash(body: str) -> np.ndarray:
+    """HASHES 32-bit minima of as many hash functions over the shingles: the MinHash signature."""
+    shingles = shingle_hashes(body)
+    if shingles.size == 0:
+        return _EMPTY.copy()
+    with np.errstate(over="ignore"):
+        mixed = _A[:, None] * shingles[None, :] + _B[:, None]  # wraps mod 2^64: a cheap universal hash
+    return (mixed >> np.uint64(32)).min(axis=1).astype(np.uint32)
+
+
+def band_keys(signature: np.ndarray) -> list[int]:
+    """One 64-bit bucket per band: items sharing a bucket share all ROWS hashes of that band."""
+    rows = signature.reshape(BANDS, ROWS).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = rows[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ rows[:, 1] * np.uint64(0xBF58476D1CE4E5B9)
+    return [int(value) for value in mixed]
+
+
+def compact(signature: np.ndarray) -> bytes:
+    """The low byte of each hash (b-bit MinHash): enough to estimate similarity, 48 bytes an item."""
+    return (signature & 0xFF).astype(np.uint8).tobytes()
+
+
+def estimated_similarity(a: bytes, b: bytes) -> float:
+    """Jaccard estimated from two compact signatures, corrected for chance byte matches (1/256)."""
+    matches = sum(x == y for x, y in zip(a, b)) / len(a)
+    return max(0.0, (matches - 1 / 256) / (1 - 1 / 256))

@@ -14,7 +14,9 @@ from shared import store
 from shared.decode import decode_text, unwrap
 from shared.errors import InputError
 from shared.fingerprint import content_hash
+from shared.dedup import NearDuplicateIndex, Placement
 from shared.messages import RawInput
+from shared.models import Item
 from shared.normalise import Rules, normalise
 from shared.parsers import Document, EntryFailure, Parsed, ParsedItem, parse_document
 from shared.settings import Settings
@@ -109,3 +111,15 @@ def process(session: Session, raw: RawInput, context: Context) -> list[store.Out
     if isinstance(derived, str):
         return [store.save_failure(session, _arrival(raw, 0, None), derived)]
     return [_store_one(session, raw, part, one) for part, one in enumerate(derived)]
+
+
+def place(session: Session, index: NearDuplicateIndex, item_id: int) -> Placement | None:
+    """Give a stored item its near-duplicate cluster, once: None when it has one already."""
+    item = session.get(Item, item_id)
+    if item is None or item.cluster_id is not None:
+        return None
+    placement = index.claim(item.id, item.body)
+    item.cluster_id = placement.cluster_id
+    item.matched_item_id = placement.matched_item_id
+    item.similarity = placement.similarity
+    return placement

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="More JSON keys per field, tried after the built-in ones")
     attribution_max_words: int = Field(6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source")
     language_min_confidence: float = Field(0.8, ge=0, le=1, description="Below this the language is left null")
+    near_duplicate_threshold: float = Field(0.4, gt=0, le=1, description="Estimated Jaccard of word 3-shingles above which two items share a cluster")
     feeds: list[FeedSeed] = Field(default_factory=list, description="Subscriptions to add at start ([[feeds]] in the TOML)")
     feeds_allow_private: bool = Field(False, description="Let feeds live on loopback, private and link-local addresses")
     feeds_default_every: str = Field("15m", description="Poll interval of a feed added without --every")

@@ -258,3 +258,34 @@ def counts(session: Session) -> dict[str, int]:
     ).scalar_one()
     # An arrival whose content was already stored is an origin beyond its item's first.
     return {"items": items, "origins": origins, "duplicates": origins - items, "clusters": clusters, "failed": failed}
+
+
+# -- near-duplicate clusters ----------------------------------------------------------------------
+
+def cluster_records(session: Session) -> list[dict[str, Any]]:
+    """Groups of two or more items, largest first, each item with its title, source and why it joined."""
+    sizes = (select(Item.cluster_id, func.count().label("size")).where(Item.cluster_id.is_not(None))
+             .group_by(Item.cluster_id).having(func.count() >= 2).subquery())
+    rows = session.execute(
+        select(Item, sizes.c.size).join(sizes, Item.cluster_id == sizes.c.cluster_id)
+        .order_by(sizes.c.size.desc(), Item.cluster_id, Item.id)
+    )
+    groups: dict[int, dict[str, Any]] = {}
+    for item, size in rows:
+        group = groups.setdefault(item.cluster_id, {"cluster_id": item.cluster_id, "size": size, "items": []})
+        group["items"].append({"id": item.id, "title": item.title, "source": item.source,
+                               "original_source": item.original_source, "matched_item_id": item.matched_item_id,
+                               "similarity": item.similarity})
+    return list(groups.values())
+
+
+def items_for_index(session: Session, after_id: int, limit: int) -> list[tuple[int, str, int | None]]:
+    """(id, body, cluster_id) of items after `after_id`, in id order: a page for `ingest reindex`."""
+    rows = session.execute(select(Item.id, Item.body, Item.cluster_id).where(Item.id > after_id)
+                           .order_by(Item.id).limit(limit))
+    return [tuple(row) for row in rows]
+
+
+def set_cluster(session: Session, item_id: int, cluster_id: int, matched: int | None, similarity: float | None) -> None:
+    item = session.get(Item, item_id)
+    item.cluster_id, item.matched_item_id, item.similarity = cluster_id, matched, similarity

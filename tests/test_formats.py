@@ -3,6 +3,7 @@ the same article in five formats, broken inputs, and feedparser's own test corpu
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import subprocess
@@ -155,16 +156,23 @@ def test_encodings_are_detected(encoding):
 def _corpus_files() -> list[Path]:
     """feedparser's own test feeds, from its source distribution (downloaded once, then cached)."""
     marker = CORPUS_CACHE / f"feedparser-{feedparser.__version__}.done"
-    if not marker.exists():
-        CORPUS_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        f"feedparser=={feedparser.__version__}", "-d", str(CORPUS_CACHE)], check=True)
-        [sdist] = CORPUS_CACHE.glob(f"feedparser-{feedparser.__version__}.tar.gz")
-        with tarfile.open(sdist) as archive:
-            archive.extractall(CORPUS_CACHE, filter="data")
-        marker.touch()
+    CORPUS_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CORPUS_CACHE / "download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers: one downloads, the others wait
+        if not marker.exists():
+            _download_corpus(marker)
     tests = CORPUS_CACHE / f"feedparser-{feedparser.__version__}" / "tests"
     return sorted(p for p in tests.rglob("*") if p.is_file() and p.suffix != ".py")
+
+
+def _download_corpus(marker: Path) -> None:
+    """The source distribution of the installed feedparser, from the package index, unpacked."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                    f"feedparser=={feedparser.__version__}", "-d", str(CORPUS_CACHE)], check=True)
+    [sdist] = CORPUS_CACHE.glob(f"feedparser-{feedparser.__version__}.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(CORPUS_CACHE, filter="data")
+    marker.touch()
 
 
 def test_feedparser_corpus_never_crashes_a_parser():

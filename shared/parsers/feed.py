@@ -67,8 +67,9 @@ def _entry_item(entry: dict, source: str | None, language: str | None) -> Parsed
 
 
 def _entry_date(entry: dict):
+    present = set(entry.keys())  # asking for an absent key makes feedparser warn about its fallbacks
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        if entry.get(key):
+        if key in present and entry[key]:
             return to_utc(entry[key])
     return to_utc(entry.get("published") or entry.get("updated"))
 

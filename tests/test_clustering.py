@@ -1,0 +1,106 @@
+"""Near-duplicate clustering on the labelled corpus, against the real Redis index."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import redis
+
+from shared.dedup import NearDuplicateIndex, ensure_compact_hashes
+from shared.fingerprint import content_hash
+from shared.settings import Settings
+from tests.corpus import CORPUS, versions
+
+
+def cluster_all(url: str, items, threshold: float | None = None, seed: int = 3) -> dict[int, int]:
+    """Claim every item in a shuffled order; returns position -> cluster id."""
+    client = redis.Redis.from_url(url)
+    ensure_compact_hashes(client)
+    index = NearDuplicateIndex(client, threshold or Settings().near_duplicate_threshold)
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return {position: index.claim(position + 1, items[position].body).cluster_id for position in order}
+
+
+def pair_scores(items, clusters: dict[int, int]) -> tuple[float, float, list]:
+    true_positive = false_positive = false_negative = 0
+    wrong = []
+    for a, b in itertools.combinations(range(len(items)), 2):
+        same_story = items[a].story == items[b].story
+        same_cluster = clusters[a] == clusters[b]
+        true_positive += same_story and same_cluster
+        false_positive += same_cluster and not same_story
+        false_negative += same_story and not same_cluster
+        if same_story != same_cluster:
+            wrong.append((items[a].story, items[a].edit, items[b].story, items[b].edit))
+    precision = true_positive / ((true_positive + false_positive) or 1)
+    recall = true_positive / ((true_positive + false_negative) or 1)
+    return precision, recall, wrong
+
+
+def distinct(items):
+    """Exact copies are one item: keep the first version of each content."""
+    seen, kept = set(), []
+    for item in items:
+        digest = content_hash(item.title, item.body)
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(item)
+    return kept
+
+
+def test_labelled_corpus_precision_and_recall(clean_redis):
+    """Precision >= 0.99 and recall >= 0.97 over cluster membership, whatever the arrival order."""
+    items = distinct(versions())
+    assert len(items) > 80
+    for seed in (1, 2, 3):
+        precision, recall, wrong = pair_scores(items, cluster_all(clean_redis, items, seed=seed))
+        redis.Redis.from_url(clean_redis).flushall()
+        assert precision >= 0.99 and recall >= 0.97, (precision, recall, wrong[:10])
+
+
+def test_no_hard_negative_shares_a_cluster(clean_redis):
+    """Different stories on the same topic, sharing many words, never share a cluster."""
+    items = distinct(versions())
+    clusters = cluster_all(clean_redis, items)
+    by_topic: dict[str, set] = {}
+    for position, item in enumerate(items):
+        by_topic.setdefault(item.topic, set()).add((item.story, clusters[position]))
+    for topic, pairs in by_topic.items():
+        stories_per_cluster: dict[int, set] = {}
+        for story, cluster in pairs:
+            stories_per_cluster.setdefault(cluster, set()).add(story)
+        assert all(len(stories) == 1 for stories in stories_per_cluster.values()), topic
+
+
+def test_exact_copies_are_one_content():
+    """White space and line ends do not make a new item (the store collapses these before clustering)."""
+    story = CORPUS["stories"][0]
+    body = "\n\n".join(story["paragraphs"])
+    assert content_hash(story["title"], body) == content_hash(story["title"], body.replace("\n\n", "\r\n\r\n  "))
+
+
+def test_a_claim_is_idempotent_and_says_why(clean_redis):
+    """Claiming an item twice changes nothing; a clustered item names its match and the similarity."""
+    client = redis.Redis.from_url(clean_redis)
+    index = NearDuplicateIndex(client, 0.5)
+    original, copy = versions(edits=["sentence"])[:2]
+    first = index.claim(10, original.body)
+    second = index.claim(11, copy.body)
+    assert (first.cluster_id, first.matched_item_id) == (10, None)
+    assert (second.cluster_id, second.matched_item_id) == (10, 10) and 0.5 <= second.similarity <= 1
+    assert index.claim(11, copy.body).cluster_id == 10
+
+
+def test_restore_keeps_the_cluster_identity(clean_redis):
+    """After the index is lost, restoring from the store keeps every cluster id."""
+    client = redis.Redis.from_url(clean_redis)
+    index = NearDuplicateIndex(client, 0.5)
+    original, copy, third = versions(edits=["sentence", "dropped"])[:3]
+    placed = {item_id: index.claim(item_id, item.body).cluster_id
+              for item_id, item in ((20, original), (21, copy))}
+    index.clear()
+    for item_id, item in ((20, original), (21, copy)):
+        index.restore(item_id, item.body, placed[item_id])
+    assert index.claim(22, third.body).cluster_id == placed[20]
