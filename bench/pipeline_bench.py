@@ -43,8 +43,9 @@ def bench_store(context: Context, url: str) -> float:
     init_schema(url)
     timings = []
     for round_number in range(ROUNDS):
-        derived = [derive("a.txt", _variant(round_number * ITEMS_PER_ROUND + n), context)[0]
-                   for n in range(ITEMS_PER_ROUND)]
+        derived = [
+            derive("a.txt", _variant(round_number * ITEMS_PER_ROUND + n), context)[0] for n in range(ITEMS_PER_ROUND)
+        ]
         started = time.perf_counter()
         for number, d in enumerate(derived):
             arrival = store.Arrival(f"{round_number}-{number}:0", "file", f"{number}.txt", None, datetime.now(UTC))

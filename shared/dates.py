@@ -9,12 +9,32 @@ from dateutil import parser as dateutil_parser
 
 # Zone abbreviations dateutil does not know by itself (it knows UTC/GMT/Z only), in seconds east.
 ZONE_ABBREVIATIONS = {
-    "EST": -5 * 3600, "EDT": -4 * 3600, "CST": -6 * 3600, "CDT": -5 * 3600,
-    "MST": -7 * 3600, "MDT": -6 * 3600, "PST": -8 * 3600, "PDT": -7 * 3600,
-    "AKST": -9 * 3600, "AKDT": -8 * 3600, "HST": -10 * 3600,
-    "BST": 3600, "IST": 19800, "CET": 3600, "CEST": 7200, "EET": 7200, "EEST": 10800,
-    "WET": 0, "WEST": 3600, "MSK": 10800, "JST": 9 * 3600, "KST": 9 * 3600,
-    "AEST": 10 * 3600, "AEDT": 11 * 3600, "NZST": 12 * 3600, "NZDT": 13 * 3600,
+    "EST": -5 * 3600,
+    "EDT": -4 * 3600,
+    "CST": -6 * 3600,
+    "CDT": -5 * 3600,
+    "MST": -7 * 3600,
+    "MDT": -6 * 3600,
+    "PST": -8 * 3600,
+    "PDT": -7 * 3600,
+    "AKST": -9 * 3600,
+    "AKDT": -8 * 3600,
+    "HST": -10 * 3600,
+    "BST": 3600,
+    "IST": 19800,
+    "CET": 3600,
+    "CEST": 7200,
+    "EET": 7200,
+    "EEST": 10800,
+    "WET": 0,
+    "WEST": 3600,
+    "MSK": 10800,
+    "JST": 9 * 3600,
+    "KST": 9 * 3600,
+    "AEST": 10 * 3600,
+    "AEDT": 11 * 3600,
+    "NZST": 12 * 3600,
+    "NZDT": 13 * 3600,
 }
 TZINFOS = {name: timezone(timedelta(seconds=offset)) for name, offset in ZONE_ABBREVIATIONS.items()}
 # Epoch numbers in this range are seconds; larger ones are milliseconds.

@@ -53,7 +53,7 @@ def unwrap(name: str, data: bytes, limit: int) -> tuple[str, bytes]:
 def _bom_decode(data: bytes) -> str | None:
     for bom, encoding in BOMS:
         if data.startswith(bom):
-            return data[len(bom):].decode(encoding, errors="replace")
+            return data[len(bom) :].decode(encoding, errors="replace")
     return None
 
 

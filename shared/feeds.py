@@ -74,8 +74,10 @@ def check_url(url: str, allow_private: bool) -> None:
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not address.is_global:
-            raise UnsafeURL(f"{parts.hostname} is a private, loopback or link-local address ({address}); "
-                            "set INGEST_FEEDS_ALLOW_PRIVATE=true to allow it")
+            raise UnsafeURL(
+                f"{parts.hostname} is a private, loopback or link-local address ({address}); "
+                "set INGEST_FEEDS_ALLOW_PRIVATE=true to allow it"
+            )
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:
@@ -113,8 +115,11 @@ def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
 
 
 def _conditional_headers(etag: str | None, last_modified: str | None, limits: FetchLimits) -> dict:
-    headers = {"User-Agent": limits.user_agent, "Accept": "application/rss+xml, application/atom+xml, "
-               "application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"}
+    headers = {
+        "User-Agent": limits.user_agent,
+        "Accept": "application/rss+xml, application/atom+xml, "
+        "application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
+    }
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -122,8 +127,9 @@ def _conditional_headers(etag: str | None, last_modified: str | None, limits: Fe
     return headers
 
 
-def fetch(client: httpx.Client, url: str, etag: str | None, last_modified: str | None,
-          limits: FetchLimits) -> FetchResult:
+def fetch(
+    client: httpx.Client, url: str, etag: str | None, last_modified: str | None, limits: FetchLimits
+) -> FetchResult:
     """One poll: follows redirects itself so that every hop is checked. Never raises for a bad feed."""
     headers = _conditional_headers(etag, last_modified, limits)
     permanent, current = True, url
@@ -170,6 +176,7 @@ def _answer(response: httpx.Response, limits: FetchLimits, permanent_url: str | 
 
 # -- when to poll next ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Schedule:
     next_poll: datetime | None
@@ -181,8 +188,15 @@ def _jittered(seconds: float, rng: random.Random) -> float:
     return seconds * (1 + rng.uniform(-JITTER, JITTER))
 
 
-def next_poll(result: FetchResult, interval: float, error_count: int, hint: float | None,
-              policy: FeedPolicy, now: datetime, rng: random.Random | None = None) -> Schedule:
+def next_poll(
+    result: FetchResult,
+    interval: float,
+    error_count: int,
+    hint: float | None,
+    policy: FeedPolicy,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> Schedule:
     """The schedule after one poll.
 
     Success: the feed's interval, or later where the feed asks (ttl, max-age, Expires; at most

@@ -41,8 +41,17 @@ class RawInput(BaseModel):
     data: str = Field(description="zlib-compressed bytes, base64")
 
     @classmethod
-    def from_bytes(cls, payload: bytes, *, kind: str, ref: str, arrival_id: str | None = None,
-                   entry_id: str | None = None, mtime: float | None = None, name: str | None = None) -> RawInput:
+    def from_bytes(
+        cls,
+        payload: bytes,
+        *,
+        kind: str,
+        ref: str,
+        arrival_id: str | None = None,
+        entry_id: str | None = None,
+        mtime: float | None = None,
+        name: str | None = None,
+    ) -> RawInput:
         digest = sha256_hex(payload)
         return cls(
             kind=kind,

@@ -87,9 +87,7 @@ def drop_boilerplate(item: ParsedItem, rules: Rules) -> ParsedItem:
 def _is_outlet(text: str, max_words: int) -> bool:
     words = text.split()
     return (
-        0 < len(words) <= max_words
-        and (text[0].isupper() or text[0].isdigit())
-        and not re.search(r"[,;:!?]|\.$", text)
+        0 < len(words) <= max_words and (text[0].isupper() or text[0].isdigit()) and not re.search(r"[,;:!?]|\.$", text)
     )
 
 
@@ -133,8 +131,12 @@ def canonicalise_url(item: ParsedItem, rules: Rules) -> ParsedItem:
 def tidy_fields(item: ParsedItem, rules: Rules) -> ParsedItem:
     """Short fields on one line, empty ones null."""
     one_line = lambda value: (value and _tidy_line(value.replace("\n", " "))) or None  # noqa: E731
-    return item.but(source=one_line(item.source), original_source=one_line(item.original_source),
-                    author=one_line(item.author), entry_id=item.entry_id and item.entry_id.strip() or None)
+    return item.but(
+        source=one_line(item.source),
+        original_source=one_line(item.original_source),
+        author=one_line(item.author),
+        entry_id=item.entry_id and item.entry_id.strip() or None,
+    )
 
 
 def tidy_paragraphs(item: ParsedItem, rules: Rules) -> ParsedItem:

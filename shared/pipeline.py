@@ -98,8 +98,9 @@ def _derive_or_reason(raw: RawInput, payload: bytes, context: Context) -> list[D
 def _store_one(session: Session, raw: RawInput, part: int, derived: Derived | EntryFailure) -> store.Outcome:
     if isinstance(derived, EntryFailure):
         return store.save_failure(session, _arrival(raw, part, derived.entry_id), derived.reason)
-    return store.save_item(session, derived.item, derived.content_hash, derived.format,
-                           _arrival(raw, part, derived.item.entry_id))
+    return store.save_item(
+        session, derived.item, derived.content_hash, derived.format, _arrival(raw, part, derived.item.entry_id)
+    )
 
 
 def process(session: Session, raw: RawInput, context: Context) -> list[store.Outcome]:

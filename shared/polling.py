@@ -76,17 +76,27 @@ def entry_key(item: ParsedItem) -> str:
 
 def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawInput:
     record = {
-        "title": item.title, "body": item.body, "source": item.source, "author": item.author,
+        "title": item.title,
+        "body": item.body,
+        "source": item.source,
+        "author": item.author,
         "published_at": item.published_at.isoformat() if item.published_at else None,
-        "url": item.url, "language": item.language, "entry_id": key,
+        "url": item.url,
+        "language": item.language,
+        "entry_id": key,
     }
     arrival = uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:{digest}").hex
-    return RawInput.from_bytes(json.dumps(record, ensure_ascii=False).encode(), kind="feed", ref=feed.url,
-                               entry_id=key, arrival_id=arrival, name="entry.json")
+    return RawInput.from_bytes(
+        json.dumps(record, ensure_ascii=False).encode(),
+        kind="feed",
+        ref=feed.url,
+        entry_id=key,
+        arrival_id=arrival,
+        name="entry.json",
+    )
 
 
-def queue_entries(session: Session, feed: Feed, entries: list, send: Send, now: datetime,
-                  resend_after: float) -> int:
+def queue_entries(session: Session, feed: Feed, entries: list, send: Send, now: datetime, resend_after: float) -> int:
     """Queue entries not seen before or changed since, and seen ones whose message never landed."""
     candidates: dict[str, tuple[ParsedItem, str]] = {}
     for entry in entries:
@@ -97,21 +107,30 @@ def queue_entries(session: Session, feed: Feed, entries: list, send: Send, now: 
     known = subscriptions.known_entries(session, feed.id, candidates)
     messages = {key: _entry_message(feed, key, item, digest) for key, (item, digest) in candidates.items()}
     landed = subscriptions.landed_keys(session, [f"{m.arrival_id}:0" for m in messages.values()])
-    new = [key for key, (_item, digest) in candidates.items()
-           if key not in known or known[key].content_hash != digest]
-    lost = [key for key in candidates if key not in new and f"{messages[key].arrival_id}:0" not in landed
-            and (now - known[key].seen_at).total_seconds() > resend_after]
+    new = [key for key, (_item, digest) in candidates.items() if key not in known or known[key].content_hash != digest]
+    lost = [
+        key
+        for key in candidates
+        if key not in new
+        and f"{messages[key].arrival_id}:0" not in landed
+        and (now - known[key].seen_at).total_seconds() > resend_after
+    ]
     outgoing = [messages[key] for key in new + lost]
     for start in range(0, len(outgoing), ENTRIES_PER_MESSAGE):
-        send(Batch(inputs=outgoing[start:start + ENTRIES_PER_MESSAGE]))
+        send(Batch(inputs=outgoing[start : start + ENTRIES_PER_MESSAGE]))
     subscriptions.remember_entries(session, feed.id, {key: candidates[key][1] for key in new + lost}, now)
     return len(new)
 
 
 def _record_entry_failure(session: Session, feed: Feed, failure: EntryFailure) -> None:
     key = failure.entry_id or failure.reason
-    arrival = store.Arrival(key=uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:failure").hex + ":0",
-                            kind="feed", ref=feed.url, entry_id=failure.entry_id, seen_at=datetime.now(UTC))
+    arrival = store.Arrival(
+        key=uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:failure").hex + ":0",
+        kind="feed",
+        ref=feed.url,
+        entry_id=failure.entry_id,
+        seen_at=datetime.now(UTC),
+    )
     store.save_failure(session, arrival, failure.reason)
 
 
@@ -120,8 +139,17 @@ def _hint(result: FetchResult, document: FeedDocument | None) -> float | None:
     return max(hints) if hints else None
 
 
-def poll_feed(session: Session, feed: Feed, client: httpx.Client, limits: FetchLimits, policy: FeedPolicy,
-              send: Send, now: datetime, keep_raw: bool, resend_after: float) -> PollReport:
+def poll_feed(
+    session: Session,
+    feed: Feed,
+    client: httpx.Client,
+    limits: FetchLimits,
+    policy: FeedPolicy,
+    send: Send,
+    now: datetime,
+    keep_raw: bool,
+    resend_after: float,
+) -> PollReport:
     started = time.perf_counter()
     result = fetch(client, feed.url, feed.etag, feed.last_modified, limits)
     document, new_entries = None, 0
@@ -134,11 +162,29 @@ def poll_feed(session: Session, feed: Feed, client: httpx.Client, limits: FetchL
         if keep_raw:
             store.keep_raw(session, RawInput.from_bytes(result.body, kind="feed", ref=feed.url).sha256, result.body)
         new_entries = queue_entries(session, feed, document.entries, send, now, resend_after)
-    schedule = next_poll(result, feed.interval_seconds, feed.error_count, _hint(result, document), policy, now,
-                         random.Random())
-    subscriptions.record_poll(session, feed, now=now, status=result.status, error=result.error, schedule=schedule,
-                              new_entries=new_entries, etag=result.etag, last_modified=result.last_modified,
-                              title=document.title if document else None, moved_to=result.permanent_url)
-    return PollReport(url=feed.url, status=result.status, error=result.error, network=result.network,
-                      new_entries=new_entries, duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                      next_poll=schedule.next_poll, enabled=schedule.enabled)
+    schedule = next_poll(
+        result, feed.interval_seconds, feed.error_count, _hint(result, document), policy, now, random.Random()
+    )
+    subscriptions.record_poll(
+        session,
+        feed,
+        now=now,
+        status=result.status,
+        error=result.error,
+        schedule=schedule,
+        new_entries=new_entries,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        title=document.title if document else None,
+        moved_to=result.permanent_url,
+    )
+    return PollReport(
+        url=feed.url,
+        status=result.status,
+        error=result.error,
+        network=result.network,
+        new_entries=new_entries,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        next_poll=schedule.next_poll,
+        enabled=schedule.enabled,
+    )

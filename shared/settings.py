@@ -26,8 +26,17 @@ DEFAULT_JSON_ALIASES = {
     "source": ["source", "publisher", "site", "site_name", "outlet"],
     "original_source": ["original_source"],
     "author": ["author", "authors", "byline", "creator", "writer"],
-    "published_at": ["published_at", "date", "published", "pubDate", "pub_date", "date_published",
-                     "datePublished", "created_at", "timestamp"],
+    "published_at": [
+        "published_at",
+        "date",
+        "published",
+        "pubDate",
+        "pub_date",
+        "date_published",
+        "datePublished",
+        "created_at",
+        "timestamp",
+    ],
     "url": ["url", "link", "href", "canonical_url", "permalink"],
     "language": ["language", "lang", "locale"],
     "entry_id": ["entry_id", "id", "guid", "uuid"],
@@ -69,27 +78,48 @@ class FeedSeed(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True)
 
-    redis_url: str | None = Field(None, description="Broker and shared-state Redis; unset: `ingest up` runs a private one")
-    database_url: str | None = Field(None, description="SQLAlchemy URL of the store; unset: SQLite at <data_dir>/ingest.db")
+    redis_url: str | None = Field(
+        None, description="Broker and shared-state Redis; unset: `ingest up` runs a private one"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; unset: SQLite at <data_dir>/ingest.db"
+    )
     data_dir: Path = Field(Path("data"), description="Where the embedded store, Redis and runtime files live")
     seeds_dir: Path = Field(Path("seeds"), description="The folder to watch")
-    log_format: Literal["json", "console"] | None = Field(None, description="Unset: console on a terminal, json otherwise")
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Unset: console on a terminal, json otherwise"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged")
     log_file: Path | None = Field(None, description="Also write JSON log lines to this file, rotated")
     max_file_bytes: int = Field(20 * MIB, gt=0, description="Larger inputs (as dropped or decompressed) are failures")
     keep_raw: bool = Field(True, description="Keep every input's original bytes, compressed, in the store")
-    watch_polling: bool = Field(False, description="Poll the seeds folder instead of inotify (network and container mounts)")
+    watch_polling: bool = Field(
+        False, description="Poll the seeds folder instead of inotify (network and container mounts)"
+    )
     watch_settle_seconds: float = Field(1.0, gt=0, description="A file unchanged this long is complete")
-    watch_rescan_seconds: float = Field(60.0, gt=0, description="Full re-scan period; recovers events the kernel dropped")
+    watch_rescan_seconds: float = Field(
+        60.0, gt=0, description="Full re-scan period; recovers events the kernel dropped"
+    )
     task_time_limit: int = Field(300, gt=0, description="Hard limit of one task, in seconds")
-    visibility_timeout: int = Field(600, gt=0, description="Seconds before an unacknowledged message is delivered again")
-    boilerplate_patterns: list[str] = Field(DEFAULT_BOILERPLATE, description="Regexes of whole lines that are never body")
+    visibility_timeout: int = Field(
+        600, gt=0, description="Seconds before an unacknowledged message is delivered again"
+    )
+    boilerplate_patterns: list[str] = Field(
+        DEFAULT_BOILERPLATE, description="Regexes of whole lines that are never body"
+    )
     json_field_aliases: dict[str, list[str]] = Field(
-        default_factory=dict, description="More JSON keys per field, tried after the built-in ones")
-    attribution_max_words: int = Field(6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source")
+        default_factory=dict, description="More JSON keys per field, tried after the built-in ones"
+    )
+    attribution_max_words: int = Field(
+        6, gt=0, description="Longest closing attribution (`— Outlet`) taken as original_source"
+    )
     language_min_confidence: float = Field(0.8, ge=0, le=1, description="Below this the language is left null")
-    near_duplicate_threshold: float = Field(0.4, gt=0, le=1, description="Estimated Jaccard of word 3-shingles above which two items share a cluster")
-    feeds: list[FeedSeed] = Field(default_factory=list, description="Subscriptions to add at start ([[feeds]] in the TOML)")
+    near_duplicate_threshold: float = Field(
+        0.4, gt=0, le=1, description="Estimated Jaccard of word 3-shingles above which two items share a cluster"
+    )
+    feeds: list[FeedSeed] = Field(
+        default_factory=list, description="Subscriptions to add at start ([[feeds]] in the TOML)"
+    )
     feeds_allow_private: bool = Field(False, description="Let feeds live on loopback, private and link-local addresses")
     feeds_default_every: str = Field("15m", description="Poll interval of a feed added without --every")
     feeds_tick_seconds: float = Field(1.0, gt=0, description="How often the scheduler looks for feeds that are due")
@@ -97,8 +127,12 @@ class Settings(BaseSettings):
     feeds_max_bytes: int = Field(10 * MIB, gt=0, description="Larger feed responses (decompressed) are a failed poll")
     feeds_backoff_max: str = Field("1d", description="Longest wait between polls of a failing feed")
     feeds_hint_max: str = Field("1d", description="A feed's own ttl, max-age or Expires is honoured up to this")
-    feeds_user_agent: str = Field("ingest/0.1 (feed fetcher; +https://github.com/ingest)", description="User-Agent header")
-    worker_concurrency: int | None = Field(None, gt=0, description="Worker processes for `ingest up`; unset: one per core")
+    feeds_user_agent: str = Field(
+        "ingest/0.1 (feed fetcher; +https://github.com/ingest)", description="User-Agent header"
+    )
+    worker_concurrency: int | None = Field(
+        None, gt=0, description="Worker processes for `ingest up`; unset: one per core"
+    )
 
     @field_validator("log_format", "log_file", "redis_url", "database_url", mode="before")
     @classmethod

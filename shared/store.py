@@ -142,15 +142,26 @@ def keep_raw(session: Session, sha256: str, payload: bytes) -> None:
 
 # -- the watcher's ledger ---------------------------------------------------------------------------
 
+
 def taken_file(session: Session, ref: str) -> TakenFile | None:
     return session.get(TakenFile, ref)
 
 
-def mark_taken(session: Session, ref: str, size: int, mtime_ns: int, sha256: str | None,
-               arrival_key: str | None = None) -> None:
+def mark_taken(
+    session: Session, ref: str, size: int, mtime_ns: int, sha256: str | None, arrival_key: str | None = None
+) -> None:
     """Record a file as taken; with an arrival_key it stays unconfirmed until the store holds that arrival."""
-    session.merge(TakenFile(ref=ref, size=size, mtime_ns=mtime_ns, sha256=sha256, arrival_key=arrival_key,
-                            confirmed=arrival_key is None, taken_at=utc_now()))
+    session.merge(
+        TakenFile(
+            ref=ref,
+            size=size,
+            mtime_ns=mtime_ns,
+            sha256=sha256,
+            arrival_key=arrival_key,
+            confirmed=arrival_key is None,
+            taken_at=utc_now(),
+        )
+    )
 
 
 def _landed(key_column):
@@ -178,8 +189,10 @@ def unconfirmed_taken(session: Session, taken_before: datetime | None = None) ->
 
 def count_unlanded(session: Session) -> int:
     """How many taken files' arrivals are not in the store yet (read-only: for status and wait)."""
-    query = select(func.count()).select_from(TakenFile).where(
-        TakenFile.confirmed.is_(False), TakenFile.arrival_key.is_not(None), ~_landed(TakenFile.arrival_key)
+    query = (
+        select(func.count())
+        .select_from(TakenFile)
+        .where(TakenFile.confirmed.is_(False), TakenFile.arrival_key.is_not(None), ~_landed(TakenFile.arrival_key))
     )
     return session.execute(query).scalar_one()
 
@@ -191,6 +204,7 @@ def taken_signatures(session: Session) -> dict[str, tuple[int, int]]:
 
 
 # -- reads ------------------------------------------------------------------------------------------
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
@@ -262,27 +276,42 @@ def counts(session: Session) -> dict[str, int]:
 
 # -- near-duplicate clusters ----------------------------------------------------------------------
 
+
 def cluster_records(session: Session) -> list[dict[str, Any]]:
     """Groups of two or more items, largest first, each item with its title, source and why it joined."""
-    sizes = (select(Item.cluster_id, func.count().label("size")).where(Item.cluster_id.is_not(None))
-             .group_by(Item.cluster_id).having(func.count() >= 2).subquery())
+    sizes = (
+        select(Item.cluster_id, func.count().label("size"))
+        .where(Item.cluster_id.is_not(None))
+        .group_by(Item.cluster_id)
+        .having(func.count() >= 2)
+        .subquery()
+    )
     rows = session.execute(
-        select(Item, sizes.c.size).join(sizes, Item.cluster_id == sizes.c.cluster_id)
+        select(Item, sizes.c.size)
+        .join(sizes, Item.cluster_id == sizes.c.cluster_id)
         .order_by(sizes.c.size.desc(), Item.cluster_id, Item.id)
     )
     groups: dict[int, dict[str, Any]] = {}
     for item, size in rows:
         group = groups.setdefault(item.cluster_id, {"cluster_id": item.cluster_id, "size": size, "items": []})
-        group["items"].append({"id": item.id, "title": item.title, "source": item.source,
-                               "original_source": item.original_source, "matched_item_id": item.matched_item_id,
-                               "similarity": item.similarity})
+        group["items"].append(
+            {
+                "id": item.id,
+                "title": item.title,
+                "source": item.source,
+                "original_source": item.original_source,
+                "matched_item_id": item.matched_item_id,
+                "similarity": item.similarity,
+            }
+        )
     return list(groups.values())
 
 
 def items_for_index(session: Session, after_id: int, limit: int) -> list[tuple[int, str, int | None]]:
     """(id, body, cluster_id) of items after `after_id`, in id order: a page for `ingest reindex`."""
-    rows = session.execute(select(Item.id, Item.body, Item.cluster_id).where(Item.id > after_id)
-                           .order_by(Item.id).limit(limit))
+    rows = session.execute(
+        select(Item.id, Item.body, Item.cluster_id).where(Item.id > after_id).order_by(Item.id).limit(limit)
+    )
     return [tuple(row) for row in rows]
 
 

@@ -67,9 +67,20 @@ def claim_due(session: Session, now: datetime, lease_seconds: float) -> list[int
     return list(session.execute(statement).scalars())
 
 
-def record_poll(session: Session, feed: Feed, *, now: datetime, status: int | None, error: str | None,
-                schedule: Schedule, new_entries: int, etag: str | None, last_modified: str | None,
-                title: str | None, moved_to: str | None) -> None:
+def record_poll(
+    session: Session,
+    feed: Feed,
+    *,
+    now: datetime,
+    status: int | None,
+    error: str | None,
+    schedule: Schedule,
+    new_entries: int,
+    etag: str | None,
+    last_modified: str | None,
+    title: str | None,
+    moved_to: str | None,
+) -> None:
     feed.last_polled = now
     feed.last_status = status
     feed.last_error = error
@@ -85,6 +96,7 @@ def record_poll(session: Session, feed: Feed, *, now: datetime, status: int | No
 
 
 # -- entries --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EntryState:
@@ -107,8 +119,12 @@ def landed_keys(session: Session, arrival_keys: Iterable[str]) -> set[str]:
 
 def remember_entries(session: Session, feed_id: int, entries: dict[str, str], now: datetime) -> None:
     """entry_key -> content_hash, inserted or updated."""
-    known = {row.entry_key: row for row in session.execute(
-        select(FeedEntry).where(FeedEntry.feed_id == feed_id, FeedEntry.entry_key.in_(list(entries)))).scalars()}
+    known = {
+        row.entry_key: row
+        for row in session.execute(
+            select(FeedEntry).where(FeedEntry.feed_id == feed_id, FeedEntry.entry_key.in_(list(entries)))
+        ).scalars()
+    }
     for key, content in entries.items():
         row = known.get(key)
         if row is None:

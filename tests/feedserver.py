@@ -116,5 +116,7 @@ def rss(title: str, entries: list[tuple[str, str, str]], ttl: int | None = None)
         for guid, headline, text in entries
     )
     ttl_element = f"<ttl>{ttl}</ttl>" if ttl else ""
-    return (f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>{title}</title>"
-            f"<link>https://news.example/</link><description>d</description>{ttl_element}{items}</channel></rss>").encode()
+    return (
+        f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>{title}</title>"
+        f"<link>https://news.example/</link><description>d</description>{ttl_element}{items}</channel></rss>"
+    ).encode()

@@ -57,7 +57,8 @@ def test_empty_store_status_and_export(deployment):
     """A fresh folder: zero counts, no items, no failures."""
     status = deployment.status()
     assert {k: status[k] for k in ("items", "origins", "duplicates", "clusters", "failed", "pending")} == dict.fromkeys(
-        ("items", "origins", "duplicates", "clusters", "failed", "pending"), 0)
+        ("items", "origins", "duplicates", "clusters", "failed", "pending"), 0
+    )
     assert status["feeds"] == []
     assert deployment.run("export").stdout == ""
     assert deployment.run("failures").stdout.strip() == "no failures"

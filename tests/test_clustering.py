@@ -98,8 +98,7 @@ def test_restore_keeps_the_cluster_identity(clean_redis):
     client = redis.Redis.from_url(clean_redis)
     index = NearDuplicateIndex(client, 0.5)
     original, copy, third = versions(edits=["sentence", "dropped"])[:3]
-    placed = {item_id: index.claim(item_id, item.body).cluster_id
-              for item_id, item in ((20, original), (21, copy))}
+    placed = {item_id: index.claim(item_id, item.body).cluster_id for item_id, item in ((20, original), (21, copy))}
     index.clear()
     for item_id, item in ((20, original), (21, copy)):
         index.restore(item_id, item.body, placed[item_id])

@@ -250,7 +250,8 @@ def test_every_format_lands_and_the_same_article_is_one_item(deployment):
     items = {item["title"]: item for item in deployment.export()}
     putin = items["Putin seeks foreign volunteers to fight in Ukraine"]
     assert sorted(o["ref"] for o in putin["origins"]) == sorted(
-        ["000_adca40b1d62e3161.txt", "putin.html", "putin.md", "putin.json", "putin.rss"])
+        ["000_adca40b1d62e3161.txt", "putin.html", "putin.md", "putin.json", "putin.rss"]
+    )
     assert {o["ref"]: o["entry_id"] for o in putin["origins"]}["putin.rss"] == "chronicle-2022-03-11-putin"
     comet = items["Comet visible to the naked eye this week"]
     assert comet["origins"][0]["entry_id"] == "urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a"

@@ -8,7 +8,6 @@ import random
 import pytest
 import redis
 
-from tests.conftest import wait_until
 from tests.corpus import synthetic_stories, versions
 
 pytestmark = pytest.mark.e2e
@@ -24,8 +23,18 @@ def drop(site, items, names) -> None:
 def test_four_workers_and_a_thousand_near_copies_make_exactly_one_cluster_per_story(deployment):
     """1,000 near-copies of 100 stories in random order, four worker processes: exactly 100 clusters."""
     stories = synthetic_stories(100)
-    edits = ["sentence", "added", "dropped", "outlet", "sentence+outlet", "added+sentence", "sentence",
-             "dropped+outlet", "added+outlet", "sentence+dropped"]
+    edits = [
+        "sentence",
+        "added",
+        "dropped",
+        "outlet",
+        "sentence+outlet",
+        "added+sentence",
+        "sentence",
+        "dropped+outlet",
+        "added+outlet",
+        "sentence+dropped",
+    ]
     pool = [" ".join(s["paragraphs"][0].split()[:20]) + "." for s in synthetic_stories(20, seed=99)]
     copies = [v for v in versions(stories, edits=edits, pool=pool) if v.edit != "original"]
     assert len(copies) == 1000
@@ -55,8 +64,11 @@ def test_clusters_are_listed_explained_and_survive_a_reindex(deployment):
     assert sorted(group["size"] for group in groups) == [2, 3]
     joined = [item for group in groups for item in group["items"] if item["matched_item_id"]]
     assert len(joined) == 3 and all(0.4 <= item["similarity"] <= 1 for item in joined)
-    stored = [json.loads(line) for line in deployment.log_text().splitlines()
-              if line.startswith("{") and '"item.stored"' in line]
+    stored = [
+        json.loads(line)
+        for line in deployment.log_text().splitlines()
+        if line.startswith("{") and '"item.stored"' in line
+    ]
     assert sum(1 for line in stored if line.get("matched_item_id")) == 3
     before = {item["id"]: item["cluster_id"] for item in deployment.export()}
 

@@ -13,8 +13,10 @@ from tests.feedserver import Route, rss
 
 pytestmark = pytest.mark.e2e
 
-ENTRIES = [("e1", "Harbour reopens", "The harbour reopened after the storm."),
-           ("e2", "Bridge closed", "The old bridge is closed for repairs until May.")]
+ENTRIES = [
+    ("e1", "Harbour reopens", "The harbour reopened after the storm."),
+    ("e2", "Bridge closed", "The old bridge is closed for repairs until May."),
+]
 
 
 @pytest.fixture
@@ -39,8 +41,9 @@ def test_a_subscribed_feed_is_polled_conditionally_and_stores_each_entry_once(si
     hits = feed_server.hits("/rss.xml")
     assert hits[0].status == 200 and hits[1].headers.get("If-None-Match") == '"one"' and hits[1].status == 304
     assert {hit.status for hit in hits[1:]} == {304}
-    feed_server.routes["/rss.xml"] = Route(body=rss("Harbour News", [*ENTRIES, ("e3", "Ferry late", "The ferry ran late.")]),
-                                           etag='"two"')
+    feed_server.routes["/rss.xml"] = Route(
+        body=rss("Harbour News", [*ENTRIES, ("e3", "Ferry late", "The ferry ran late.")]), etag='"two"'
+    )
     wait_until(lambda: site.count_items() == 3, 15, "the new entry")
     site.drain()
     items = site.export()
@@ -48,7 +51,10 @@ def test_a_subscribed_feed_is_polled_conditionally_and_stores_each_entry_once(si
     origin = next(item for item in items if item["title"] == "Ferry late")["origins"][0]
     assert origin == {**origin, "kind": "feed", "ref": url, "entry_id": "e3"}
     feed = feed_by_url(site, url)
-    assert (feed["last_status"], feed["error_count"], feed["title"]) in ((200, 0, "Harbour News"), (304, 0, "Harbour News"))
+    assert (feed["last_status"], feed["error_count"], feed["title"]) in (
+        (200, 0, "Harbour News"),
+        (304, 0, "Harbour News"),
+    )
     assert '"feed.polled"' in site.log_text()
 
 
@@ -60,12 +66,15 @@ def test_a_failing_feed_backs_off_while_others_keep_their_schedule_and_301_moves
     site.start("--concurrency", "2")
     for path in ("/broken.xml", "/good.xml", "/moved.xml"):
         site.run("feeds", "add", feed_server.url(path), "--every", "0.5s")
-    wait_until(lambda: (feed_by_url(site, feed_server.url("/broken.xml")) or {}).get("error_count", 0) >= 3, 30,
-               "three failed polls")
+    wait_until(
+        lambda: (feed_by_url(site, feed_server.url("/broken.xml")) or {}).get("error_count", 0) >= 3,
+        30,
+        "three failed polls",
+    )
     broken = feed_by_url(site, feed_server.url("/broken.xml"))
     assert broken["last_status"] == 500 and not broken["healthy"] and broken["enabled"]
     next_wait = datetime.fromisoformat(broken["next_poll"]) - datetime.fromisoformat(broken["last_polled"])
-    assert next_wait.total_seconds() >= 0.5 * 2 ** 3 * 0.9, "the wait did not grow with the failures"
+    assert next_wait.total_seconds() >= 0.5 * 2**3 * 0.9, "the wait did not grow with the failures"
     good_before = len(feed_server.hits("/good.xml"))
     wait_until(lambda: len(feed_server.hits("/good.xml")) >= good_before + 3, 15, "the good feed to keep polling")
     assert feed_by_url(site, feed_server.url("/moved.xml")) is None
@@ -80,16 +89,21 @@ def test_opml_import_then_export_round_trips(site, tmp_path):
         "<?xml version='1.0'?><opml version='2.0'><head><title>mine</title></head><body>"
         "<outline text='News'><outline text='World' title='World' type='rss' xmlUrl='https://world.example/rss'/>"
         "<outline text='Tech' type='rss' xmlUrl='https://tech.example/atom.xml' ingestEvery='1h'/></outline>"
-        "</body></opml>")
+        "</body></opml>"
+    )
     assert site.run("feeds", "import", str(opml)).stdout.strip() == "imported 2 feeds (2 new)"
     exported = tmp_path / "out.opml"
     exported.write_text(site.run("feeds", "export").stdout)
     assert site.run("feeds", "import", str(exported)).stdout.strip() == "imported 2 feeds (0 new)"
     listed = json.loads(site.run("feeds", "list", "--json").stdout)
     assert [(f["url"], f["title"], f["every_seconds"]) for f in listed] == [
-        ("https://world.example/rss", "World", 900.0), ("https://tech.example/atom.xml", "Tech", 3600.0)]
+        ("https://world.example/rss", "World", 900.0),
+        ("https://tech.example/atom.xml", "Tech", 3600.0),
+    ]
     assert site.run("feeds", "remove", "https://world.example/rss").returncode == 0
-    assert site.run("feeds", "remove", "https://world.example/rss", check=False).stderr.startswith("error: not subscribed")
+    assert site.run("feeds", "remove", "https://world.example/rss", check=False).stderr.startswith(
+        "error: not subscribed"
+    )
 
 
 def test_a_second_scheduler_stands_by(site):

@@ -33,7 +33,9 @@ def client():
 
 def test_conditional_get_is_answered_304(feed_server, client):
     """The second fetch sends the validators back and costs no body."""
-    feed_server.routes["/rss"] = Route(body=rss("News", TWO), etag='"v1"', last_modified="Mon, 06 Mar 2023 10:00:00 GMT")
+    feed_server.routes["/rss"] = Route(
+        body=rss("News", TWO), etag='"v1"', last_modified="Mon, 06 Mar 2023 10:00:00 GMT"
+    )
     first = fetch(client, feed_server.url("/rss"), None, None, LIMITS)
     second = fetch(client, feed_server.url("/rss"), first.etag, first.last_modified, LIMITS)
     assert first.ok and first.body.startswith(b"<?xml") and first.etag == '"v1"'
@@ -96,6 +98,7 @@ def test_retry_after_and_cache_hints_are_read(feed_server, client):
 
 # -- the schedule (pure) --------------------------------------------------------------------------
 
+
 def _after(result: FetchResult, errors: int = 0, hint: float | None = None, interval: float = 60):
     return next_poll(result, interval, errors, hint, POLICY, NOW, random.Random(1))
 
@@ -129,11 +132,13 @@ def test_a_feed_hint_delays_the_next_poll_within_bounds():
 
 # -- polls recorded in the store ------------------------------------------------------------------
 
+
 def _poll(url: str, db_url: str, sent: list, now: datetime = NOW, resend_after: float = 600):
     with session_scope(db_url) as session, httpx.Client() as http:
         feed = subscriptions.find_feed(session, url)
-        report = poll_feed(session, feed, http, LIMITS, POLICY, sent.append, now, keep_raw=True,
-                           resend_after=resend_after)
+        report = poll_feed(
+            session, feed, http, LIMITS, POLICY, sent.append, now, keep_raw=True, resend_after=resend_after
+        )
     return report
 
 
@@ -200,8 +205,9 @@ def test_an_unusable_feed_body_is_a_failed_poll(feed_server, db_url):
 def test_a_json_feed_is_read_by_content(feed_server, db_url):
     feed_server.routes["/feed.json"] = Route(
         body=b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": '
-             b'[{"id": "j1", "title": "Json one", "content_text": "Body of the JSON entry."}]}',
-        content_type="application/feed+json")
+        b'[{"id": "j1", "title": "Json one", "content_text": "Body of the JSON entry."}]}',
+        content_type="application/feed+json",
+    )
     with session_scope(db_url) as session:
         subscriptions.add_feed(session, feed_server.url("/feed.json"), 60)
     sent: list = []
@@ -233,8 +239,10 @@ def test_opml_round_trips():
 
 
 def test_opml_nested_folders_are_read_and_hostile_files_refused():
-    nested = (b"<opml version='2.0'><body><outline text='Folder'><outline text='X' xmlUrl='https://x.example/f'/>"
-              b"</outline></body></opml>")
+    nested = (
+        b"<opml version='2.0'><body><outline text='Folder'><outline text='X' xmlUrl='https://x.example/f'/>"
+        b"</outline></body></opml>"
+    )
     assert read_opml(nested) == [Outline("https://x.example/f", "X", None)]
     with pytest.raises(ServiceError, match="refused"):
         read_opml(b'<!DOCTYPE opml [<!ENTITY a "b">]><opml/>')

@@ -112,12 +112,19 @@ def test_json_aliases_are_extendable_from_settings():
         ("a.json", b'"just a string"', "not JSON: it does not start"),
         ("a.jsonl", b"plain text\n", "not JSON Lines"),
         ("a.html", b"no tags at all, just words", "not HTML"),
-        ("a.html", b"<html><head><title>T</title></head><body><script>var x;</script></body></html>", "no article text found"),
+        (
+            "a.html",
+            b"<html><head><title>T</title></head><body><script>var x;</script></body></html>",
+            "no article text found",
+        ),
         ("a.html", b"<html><body><p>Some text but no title anywhere.</p></body></html>", "no title in the page"),
         ("a.xml", b"<note><to>you</to></note>", "not a feed document"),
         ("a.rss", b"<rss version='2.0'><channel><title>t</title></channel></rss>", "feed has no entries"),
-        ("bomb.xml", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><rss>&b;</rss>',
-         "XML entity declarations are refused"),
+        (
+            "bomb.xml",
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><rss>&b;</rss>',
+            "XML entity declarations are refused",
+        ),
         ("a.md", b"---\ntitle: [unclosed\n---\nbody\n", "invalid YAML front matter"),
         ("a.md", b"Just a paragraph without any heading.\n", "no title"),
         ("a.txt", bytes(range(256)) * 40, "binary content"),
@@ -147,8 +154,10 @@ def test_gzip_of_every_format_is_read():
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32", "cp1252", "latin-1"])
 def test_encodings_are_detected(encoding):
     """BOMs, UTF-16/32 and the Western single-byte encodings all decode to the same text."""
-    text = ("Café owners protest rent rises\n\nThe owners of the café on the square said the new rent "
-            "was more than they could pay, and that they would close in the spring unless the landlord agreed.\n")
+    text = (
+        "Café owners protest rent rises\n\nThe owners of the café on the square said the new rent "
+        "was more than they could pay, and that they would close in the spring unless the landlord agreed.\n"
+    )
     [entry] = derive("a.txt", text.encode(encoding), CONTEXT)
     assert entry.item.title == "Café owners protest rent rises"
 
@@ -167,8 +176,22 @@ def _corpus_files() -> list[Path]:
 
 def _download_corpus(marker: Path) -> None:
     """The source distribution of the installed feedparser, from the package index, unpacked."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    f"feedparser=={feedparser.__version__}", "-d", str(CORPUS_CACHE)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"feedparser=={feedparser.__version__}",
+            "-d",
+            str(CORPUS_CACHE),
+        ],
+        check=True,
+    )
     [sdist] = CORPUS_CACHE.glob(f"feedparser-{feedparser.__version__}.tar.gz")
     with tarfile.open(sdist) as archive:
         archive.extractall(CORPUS_CACHE, filter="data")

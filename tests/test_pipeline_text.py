@@ -26,8 +26,10 @@ def test_sample_matches_golden_record():
     """The shipped sample parses to the reviewed golden record, field by field."""
     derived = one("000_adca40b1d62e3161.txt", SAMPLE.read_bytes())
     item = derived.item
-    got = {field: getattr(item, field) for field in ("title", "body", "source", "original_source", "author",
-                                                      "language", "url")}
+    got = {
+        field: getattr(item, field)
+        for field in ("title", "body", "source", "original_source", "author", "language", "url")
+    }
     got |= {"published_at": None, "content_hash": derived.content_hash, "format": derived.format}
     assert got == GOLDEN
 
@@ -89,7 +91,11 @@ def test_gzip_of_a_text_article_is_the_same_item():
         ("empty.txt", b"", "empty document"),
         ("blank.txt", b"\n \n\t\n", "empty document"),
         ("title-only.txt", b"Just a title\n", "no body after the title"),
-        ("boiler.txt", b"Title\n\nPublisher\n\nEnjoyed this post? Share it!\n", "no body left after removing boilerplate"),
+        (
+            "boiler.txt",
+            b"Title\n\nPublisher\n\nEnjoyed this post? Share it!\n",
+            "no body left after removing boilerplate",
+        ),
         ("bad.txt.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 20, "corrupt gzip data"),
         ("cut.txt.gz", gzip.compress(b"Title\n\nBody text here.", mtime=0)[:-12], "truncated gzip data"),
     ],
@@ -120,7 +126,10 @@ def test_a_decompression_bomb_is_refused_before_it_fills_memory():
 def test_cp1252_and_mojibake_are_repaired():
     """Legacy encodings are detected and double-encoded UTF-8 is mended."""
     cp1252 = "Caf\u00e9 prices rise\n\nThe caf\u00e9\u2019s owner said \u201cprices\u201d went up again this week.\n"
-    assert one("a.txt", cp1252.encode("cp1252")).item.body == "The caf\u00e9\u2019s owner said \u201cprices\u201d went up again this week."
+    assert (
+        one("a.txt", cp1252.encode("cp1252")).item.body
+        == "The caf\u00e9\u2019s owner said \u201cprices\u201d went up again this week."
+    )
     mojibake = cp1252.encode("utf-8").decode("latin-1").encode("utf-8")
     assert one("b.txt", mojibake).item.title == "Caf\u00e9 prices rise"
 

@@ -59,8 +59,21 @@ def test_export_is_oldest_first_with_every_field(db_url):
     save(db_url, ITEM.but(title="Second"), "sha256:02", arrival("b:0"))
     with session_scope(db_url) as session:
         first, second = store.export_records(session)
-    assert set(first) == {"id", "content_hash", "title", "body", "source", "original_source", "author",
-                          "published_at", "language", "url", "cluster_id", "ingested_at", "origins"}
+    assert set(first) == {
+        "id",
+        "content_hash",
+        "title",
+        "body",
+        "source",
+        "original_source",
+        "author",
+        "published_at",
+        "language",
+        "url",
+        "cluster_id",
+        "ingested_at",
+        "origins",
+    }
     assert first["id"] < second["id"] and first["cluster_id"] == first["id"]
     assert first["published_at"] == "2022-03-11T12:30:00Z"
     assert first["origins"] == [{"kind": "file", "ref": "a.txt", "entry_id": None, "seen_at": "2030-01-01T00:00:00Z"}]

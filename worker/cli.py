@@ -11,6 +11,7 @@ import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import redis
@@ -30,8 +31,12 @@ from shared.settings import Settings, get_settings
 from worker import broker
 
 log = structlog.get_logger("ingest.cli")
-cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Event-driven ingestion: seeds folder and feeds -> Redis -> Celery -> store.")
+cli = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Event-driven ingestion: seeds folder and feeds -> Redis -> Celery -> store.",
+)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
 
@@ -68,8 +73,11 @@ def _send(app, batch) -> None:
 
 # -- the processes ------------------------------------------------------------------------------
 
+
 @cli.command()
-def up(concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core)")] = None) -> None:
+def up(
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core)")] = None,
+) -> None:
     """Watcher, worker and scheduler in the foreground; Ctrl-C or SIGTERM stops them gracefully."""
     from worker.supervisor import Child, Supervisor, ingest_argv
 
@@ -85,14 +93,20 @@ def up(concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker pr
         broker.connect(url)
     children = [
         # Mingle and gossip exchange state between workers that this service never reads.
-        Child("worker", ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle",
-                                    "--without-gossip")),
+        Child(
+            "worker", ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle", "--without-gossip")
+        ),
         Child("watcher", ingest_argv("watch")),
         Child("beat", ingest_argv("beat")),
     ]
     env = {**os.environ, "INGEST_REDIS_URL": url}
-    log.info("up.started", redis_url=url, store=_safe_url(settings.store_url),
-             seeds_dir=str(settings.seeds_dir), concurrency=concurrency)
+    log.info(
+        "up.started",
+        redis_url=url,
+        store=_safe_url(settings.store_url),
+        seeds_dir=str(settings.seeds_dir),
+        concurrency=concurrency,
+    )
     try:
         Supervisor(children, env, worker_stop_seconds=settings.task_time_limit + 30).run()
     finally:
@@ -156,8 +170,9 @@ def beat() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "beat-schedule"
     try:
-        _celery(url).start([*_quiet(settings), "beat", "--loglevel", settings.log_level.upper(),
-                            "--schedule", str(schedule)])
+        _celery(url).start(
+            [*_quiet(settings), "beat", "--loglevel", settings.log_level.upper(), "--schedule", str(schedule)]
+        )
     finally:
         leadership.release()
 
@@ -178,6 +193,7 @@ def _seed_feeds(settings: Settings, store_url: str) -> None:
 
 
 # -- where things stand -------------------------------------------------------------------------
+
 
 def _file_counts(settings: Settings, url: str) -> dict[str, int]:
     """Files in the seeds folder not taken yet, and files taken whose arrival the store lacks so far."""
@@ -236,9 +252,11 @@ def network_down(feeds: list[dict]) -> bool:
 def _status_text(status: dict) -> str:
     detail = status["pending_detail"]
     lines = [f"{name:<11} {status[name]}" for name in ("items", "origins", "duplicates", "clusters", "failed")]
-    lines.append(f"{'pending':<11} {status['pending']}  (queued {detail['queued']}, in flight "
-                 f"{detail['in_flight']}, files waiting {detail['files_waiting']}, "
-                 f"sent not stored {detail['files_unstored']})")
+    lines.append(
+        f"{'pending':<11} {status['pending']}  (queued {detail['queued']}, in flight "
+        f"{detail['in_flight']}, files waiting {detail['files_waiting']}, "
+        f"sent not stored {detail['files_unstored']})"
+    )
     lines.append(f"{'feeds':<11} {len(status['feeds']) or 'none'}")
     if status.get("feeds_network_down"):
         lines.append("            every feed fails with no answer: the network looks down, not the feeds")
@@ -249,9 +267,11 @@ def _status_text(status: dict) -> str:
 def _feed_line(feed: dict) -> str:
     health = "ok" if feed["healthy"] else ("disabled" if not feed["enabled"] else f"failing x{feed['error_count']}")
     status = feed["last_status"] if feed["last_status"] is not None else "-"
-    return (f"{health:<12} {feed['url']}  last {feed['last_polled'] or 'never'} ({status}), "
-            f"new {feed['new_entries']}, next {feed['next_poll'] or '-'}"
-            + (f"  [{feed['last_error']}]" if feed["last_error"] else ""))
+    return (
+        f"{health:<12} {feed['url']}  last {feed['last_polled'] or 'never'} ({status}), "
+        f"new {feed['new_entries']}, next {feed['next_poll'] or '-'}"
+        + (f"  [{feed['last_error']}]" if feed["last_error"] else "")
+    )
 
 
 @cli.command()
@@ -303,6 +323,7 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
 
 # -- reading the store --------------------------------------------------------------------------
 
+
 def _parse_since(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
@@ -312,7 +333,9 @@ def _parse_since(value: str) -> datetime:
 
 
 @cli.command()
-def export(since: Annotated[Optional[str], typer.Option(help="Only items ingested at or after this ISO-8601 time")] = None) -> None:
+def export(
+    since: Annotated[Optional[str], typer.Option(help="Only items ingested at or after this ISO-8601 time")] = None,
+) -> None:
     """Every stored item, one JSON object a line, oldest first."""
     settings = _setup("cli")
     since_at = _parse_since(since) if since else None
@@ -329,14 +352,24 @@ def failures(as_json: Annotated[bool, typer.Option("--json", help="A JSON array"
     settings = _setup("cli")
     with session_scope(_open_store(settings)) as session:
         records = store.failure_records(session)
+    _show(records, as_json, _failure_lines, "no failures")
+
+
+def _failure_lines(record: dict) -> list[str]:
+    entry = f" [{record['entry_id']}]" if record["entry_id"] else ""
+    return [f"{record['at']}  {record['ref']}{entry}: {record['reason']}"]
+
+
+def _show(records: list[dict], as_json: bool, lines: Callable[[dict], list[str]], empty: str) -> None:
+    """Records as one JSON array, or as readable lines (and a word when there are none)."""
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False))
         return
     for record in records:
-        entry = f" [{record['entry_id']}]" if record["entry_id"] else ""
-        typer.echo(f"{record['at']}  {record['ref']}{entry}: {record['reason']}")
+        for line in lines(record):
+            typer.echo(line)
     if not records:
-        typer.echo("no failures")
+        typer.echo(empty)
 
 
 @cli.command()
@@ -345,16 +378,15 @@ def clusters(as_json: Annotated[bool, typer.Option("--json", help="A JSON array"
     settings = _setup("cli")
     with session_scope(_open_store(settings)) as session:
         groups = store.cluster_records(session)
-    if as_json:
-        typer.echo(json.dumps(groups, ensure_ascii=False))
-        return
-    for group in groups:
-        typer.echo(f"cluster {group['cluster_id']} ({group['size']} items)")
-        for item in group["items"]:
-            why = f"  matched {item['matched_item_id']} at {item['similarity']}" if item["matched_item_id"] else ""
-            typer.echo(f"  {item['id']:>7}  {item['title']}  [{item['source'] or '-'}]{why}")
-    if not groups:
-        typer.echo("no clusters")
+    _show(groups, as_json, _cluster_lines, "no clusters")
+
+
+def _cluster_lines(group: dict) -> list[str]:
+    lines = [f"cluster {group['cluster_id']} ({group['size']} items)"]
+    for item in group["items"]:
+        why = f"  matched {item['matched_item_id']} at {item['similarity']}" if item["matched_item_id"] else ""
+        lines.append(f"  {item['id']:>7}  {item['title']}  [{item['source'] or '-'}]{why}")
+    return lines
 
 
 REINDEX_PAGE = 500
@@ -397,8 +429,9 @@ def _reindex_page(store_url: str, index, after_id: int) -> tuple[int, int, int] 
                 index.restore(item_id, body, cluster_id)
             else:
                 placement = index.claim(item_id, body)
-                store.set_cluster(session, item_id, placement.cluster_id, placement.matched_item_id,
-                                  placement.similarity)
+                store.set_cluster(
+                    session, item_id, placement.cluster_id, placement.matched_item_id, placement.similarity
+                )
                 placed += 1
     return (rows[-1][0], placed, len(rows)) if rows else None
 
@@ -410,6 +443,7 @@ def _stderr_console():
 
 
 # -- submitting ---------------------------------------------------------------------------------
+
 
 def _expand(paths: list[Path]):
     """(ref, path) of every input named: files as given, folders by the seeds-folder rules."""
@@ -466,7 +500,9 @@ def _interval(settings: Settings, every: str | None) -> float:
 
 
 @feeds_cli.command("add")
-def feeds_add(url: str, every: Annotated[Optional[str], typer.Option(help="Poll interval: 30s, 15m, 2h, 1d")] = None) -> None:
+def feeds_add(
+    url: str, every: Annotated[Optional[str], typer.Option(help="Poll interval: 30s, 15m, 2h, 1d")] = None
+) -> None:
     """Subscribe to a feed (or change its interval); it is polled at once."""
     from shared import subscriptions
 
@@ -493,13 +529,7 @@ def feeds_remove(url: str) -> None:
 def feeds_list(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
     """The subscriptions and where each one's polling stands."""
     records = _feed_records(_open_store(_setup("cli")))
-    if as_json:
-        typer.echo(json.dumps(records))
-        return
-    for record in records:
-        typer.echo(f"{record['url']}  every {_every(record['every_seconds'])}  {_feed_line(record)}")
-    if not records:
-        typer.echo("no feeds")
+    _show(records, as_json, lambda r: [f"{r['url']}  every {_every(r['every_seconds'])}  {_feed_line(r)}"], "no feeds")
 
 
 @feeds_cli.command("import")
@@ -529,8 +559,9 @@ def feeds_export() -> None:
 
     settings = _setup("cli")
     with session_scope(_open_store(settings)) as session:
-        outlines = [Outline(feed.url, feed.title, _every(feed.interval_seconds))
-                    for feed in subscriptions.all_feeds(session)]
+        outlines = [
+            Outline(feed.url, feed.title, _every(feed.interval_seconds)) for feed in subscriptions.all_feeds(session)
+        ]
     sys.stdout.write(write_opml(outlines))
 
 
@@ -541,6 +572,7 @@ def _every(seconds: float) -> str:
 
 
 # -- the entry point ----------------------------------------------------------------------------
+
 
 def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
@@ -591,8 +623,14 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
-    except (ServiceError, ValidationError, tomllib.TOMLDecodeError, DatabaseError, redis.exceptions.RedisError,
-            BrokerError) as exc:
+    except (
+        ServiceError,
+        ValidationError,
+        tomllib.TOMLDecodeError,
+        DatabaseError,
+        redis.exceptions.RedisError,
+        BrokerError,
+    ) as exc:
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:  # the last line of defence: a bug still ends as one line, detail at debug

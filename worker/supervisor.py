@@ -112,8 +112,9 @@ class Supervisor:
             ran = now - child.started
             child.backoff = 0.0 if ran > STABLE_SECONDS else min(max(1.0, child.backoff * 2), RESTART_BACKOFF_MAX)
             child.restart_at = now + child.backoff
-            log.warning("up.child_exited", child=child.name, exit_code=child.process.returncode,
-                        restart_in_s=child.backoff)
+            log.warning(
+                "up.child_exited", child=child.name, exit_code=child.process.returncode, restart_in_s=child.backoff
+            )
         if now >= child.restart_at:
             child.restart_at = 0.0
             child.restarts += 1

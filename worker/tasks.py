@@ -48,14 +48,21 @@ def _index() -> NearDuplicateIndex:
 
 
 def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement: Placement | None) -> None:
-    fields = {"origin": raw.ref, "kind": raw.kind, "outcome": outcome.outcome,
-              "duration_ms": round((time.perf_counter() - started) * 1000, 1)}
+    fields = {
+        "origin": raw.ref,
+        "kind": raw.kind,
+        "outcome": outcome.outcome,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
     if isinstance(outcome, store.Failed):
         log.warning(OUTCOME_EVENTS["failed"], reason=outcome.reason, **fields)
         return
     if placement is not None:
-        fields |= {"cluster_id": placement.cluster_id, "matched_item_id": placement.matched_item_id,
-                   "similarity": placement.similarity}
+        fields |= {
+            "cluster_id": placement.cluster_id,
+            "matched_item_id": placement.matched_item_id,
+            "similarity": placement.similarity,
+        }
     log.info(OUTCOME_EVENTS[outcome.outcome], item_id=outcome.item_id, **fields)
 
 
@@ -92,32 +99,57 @@ def poll_due() -> None:
         current_app.send_task("feeds.fetch", args=[feed_id])
 
 
-@shared_task(name="feeds.fetch", autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=300,
-             retry_jitter=True, max_retries=None)
+@shared_task(
+    name="feeds.fetch",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,
+)
 def fetch_feed(feed_id: int) -> None:
     """Poll one feed and log one line about it."""
     settings = get_settings()
-    limits = FetchLimits(settings.feeds_timeout_seconds, settings.feeds_max_bytes, settings.feeds_user_agent,
-                         settings.feeds_allow_private)
+    limits = FetchLimits(
+        settings.feeds_timeout_seconds,
+        settings.feeds_max_bytes,
+        settings.feeds_user_agent,
+        settings.feeds_allow_private,
+    )
     with session_scope(settings.store_url) as session, httpx.Client(follow_redirects=False) as client:
         feed = session.get(Feed, feed_id)
         if feed is None or not feed.enabled:
             return
-        report = poll_feed(session, feed, client, limits, settings.feed_policy, send_batch, datetime.now(UTC),
-                           settings.keep_raw, resend_after=settings.visibility_timeout)
+        report = poll_feed(
+            session,
+            feed,
+            client,
+            limits,
+            settings.feed_policy,
+            send_batch,
+            datetime.now(UTC),
+            settings.keep_raw,
+            resend_after=settings.visibility_timeout,
+        )
     log_poll(report)
 
 
 def log_poll(report: PollReport) -> None:
-    fields = {"feed": report.url, "status": report.status, "new_entries": report.new_entries,
-              "duration_ms": report.duration_ms, "next_poll": report.next_poll and report.next_poll.isoformat()}
+    fields = {
+        "feed": report.url,
+        "status": report.status,
+        "new_entries": report.new_entries,
+        "duration_ms": report.duration_ms,
+        "next_poll": report.next_poll and report.next_poll.isoformat(),
+    }
     if report.error is None:
         log.info("feed.polled", outcome="ok" if report.status == 200 else "not_modified", **fields)
     elif not report.enabled:
         log.warning("feed.polled", outcome="gone", error=report.error, **fields)
     else:
-        log.warning("feed.polled", outcome="error", error=report.error,
-                    scope="network" if report.network else "feed", **fields)
+        log.warning(
+            "feed.polled", outcome="error", error=report.error, scope="network" if report.network else "feed", **fields
+        )
 
 
 @shared_task(

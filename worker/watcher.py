@@ -132,8 +132,9 @@ class Watcher:
         payload = _read_or_none(seed)
         if payload is None:
             reason = "lost in transit, and the file is gone from the seeds folder"
-            arrival = store.Arrival(key=taken.arrival_key, kind="file", ref=taken.ref, entry_id=None,
-                                    seen_at=datetime.now(UTC))
+            arrival = store.Arrival(
+                key=taken.arrival_key, kind="file", ref=taken.ref, entry_id=None, seen_at=datetime.now(UTC)
+            )
             store.save_failure(session, arrival, reason)
             log.error("input.failed", origin=taken.ref, reason=reason, outcome="failed")
             return
@@ -181,8 +182,9 @@ class Watcher:
             if known is not None and (known.size, known.mtime_ns) == seed.signature:
                 return True
             if seed.size > self.settings.max_file_bytes:
-                self._refuse(session, seed, f"too large: {seed.size} bytes exceeds the "
-                                            f"{self.settings.max_file_bytes} byte limit")
+                self._refuse(
+                    session, seed, f"too large: {seed.size} bytes exceeds the {self.settings.max_file_bytes} byte limit"
+                )
                 return True
             try:
                 payload = seed.path.read_bytes()
@@ -200,13 +202,20 @@ class Watcher:
                 return True
             if not self._send(seed, payload, digest):
                 return False
-            store.mark_taken(session, seed.ref, seed.size, seed.mtime_ns, digest,
-                             arrival_key=file_arrival_id(seed.ref, digest) + ":0")
+            store.mark_taken(
+                session,
+                seed.ref,
+                seed.size,
+                seed.mtime_ns,
+                digest,
+                arrival_key=file_arrival_id(seed.ref, digest) + ":0",
+            )
         return True
 
     def _send(self, seed: SeedFile, payload: bytes, digest: str) -> bool:
-        raw = RawInput.from_bytes(payload, kind="file", ref=seed.ref, mtime=seed.mtime_ns / 1e9,
-                                  arrival_id=file_arrival_id(seed.ref, digest))
+        raw = RawInput.from_bytes(
+            payload, kind="file", ref=seed.ref, mtime=seed.mtime_ns / 1e9, arrival_id=file_arrival_id(seed.ref, digest)
+        )
         try:
             self.send(Batch(inputs=[raw]))
         except (BrokerError, OSError) as exc:
@@ -219,7 +228,10 @@ class Watcher:
     def _refuse(self, session, seed: SeedFile, reason: str) -> None:
         arrival = store.Arrival(
             key=file_arrival_id(seed.ref, f"{seed.size}:{seed.mtime_ns}") + ":0",
-            kind="file", ref=seed.ref, entry_id=None, seen_at=datetime.now(UTC),
+            kind="file",
+            ref=seed.ref,
+            entry_id=None,
+            seen_at=datetime.now(UTC),
         )
         store.save_failure(session, arrival, reason)
         store.mark_taken(session, seed.ref, seed.size, seed.mtime_ns, None)

@@ -81,7 +81,9 @@ def parse_feed_bytes(data: bytes) -> tuple[dict, list[dict]]:
     try:
         parsed = feedparser.parse(data, resolve_relative_uris=False, sanitize_html=True)
     except Exception as exc:  # feedparser crashes on some hostile bytes (e.g. a non-UTF-8 encoding name)
-        raise InputError(f"unreadable feed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(
+            f"unreadable feed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if not parsed.entries:
         if parsed.get("bozo") and parsed.get("bozo_exception") is not None:
             reason = str(parsed.bozo_exception).splitlines()[0] or type(parsed.bozo_exception).__name__

@@ -56,7 +56,7 @@ def _strip_site_suffix(title: str, site: str | None) -> str:
     if len(parts) > 1 and canonical(parts[-1]) == canonical(site):
         return title[: title.rfind(parts[-1])].rstrip(" |-–—·:")
     if len(parts) > 1 and canonical(parts[0]) == canonical(site):
-        return title[len(parts[0]):].lstrip(" |-–—·:")
+        return title[len(parts[0]) :].lstrip(" |-–—·:")
     return title
 
 
@@ -84,9 +84,17 @@ def _metadata(tree) -> dict:
 
 
 def _main_text(html: str, title: str | None) -> tuple[str, lxml.etree._Element]:
-    extracted = trafilatura.extract(html, output_format="xml", with_metadata=True, include_comments=False,
-                                    include_tables=True, include_formatting=False, include_links=False,
-                                    include_images=False, favor_precision=True)
+    extracted = trafilatura.extract(
+        html,
+        output_format="xml",
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        include_formatting=False,
+        include_links=False,
+        include_images=False,
+        favor_precision=True,
+    )
     if not extracted:
         raise InputError("no article text found in the page")
     doc = lxml.etree.fromstring(extracted.encode())
@@ -114,12 +122,14 @@ def parse(doc: Document) -> list[ParsedItem]:
     if not title:
         raise InputError("no title in the page")
     url = meta["url"] or extracted.get("url")
-    return [ParsedItem(
-        title=title,
-        body=body,
-        source=meta["site"] or extracted.get("sitename") or _host(url),
-        author=meta["author"] or extracted.get("author"),
-        published_at=to_utc(meta["date"]) or to_utc(extracted.get("date")),
-        language=meta["language"],
-        url=url,
-    )]
+    return [
+        ParsedItem(
+            title=title,
+            body=body,
+            source=meta["site"] or extracted.get("sitename") or _host(url),
+            author=meta["author"] or extracted.get("author"),
+            published_at=to_utc(meta["date"]) or to_utc(extracted.get("date")),
+            language=meta["language"],
+            url=url,
+        )
+    ]

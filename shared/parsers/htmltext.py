@@ -16,16 +16,64 @@ BULLETS = ("-", "—", "–", "•", "*", "·")
 SPACE_RUN = re.compile(r"[ \t\r\n\f\v]+")
 
 HTML_RULES = {
-    **dict.fromkeys(("p", "div", "section", "article", "main", "header", "footer", "blockquote", "figure",
-                     "figcaption", "address", "ul", "ol", "dl", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-                     "pre", "hr", "details", "summary"), PARA),
+    **dict.fromkeys(
+        (
+            "p",
+            "div",
+            "section",
+            "article",
+            "main",
+            "header",
+            "footer",
+            "blockquote",
+            "figure",
+            "figcaption",
+            "address",
+            "ul",
+            "ol",
+            "dl",
+            "table",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "pre",
+            "hr",
+            "details",
+            "summary",
+        ),
+        PARA,
+    ),
     **dict.fromkeys(("br", "tr", "dt", "dd"), LINE),
 }
-HTML_SKIP = {"script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "canvas", "form",
-             "button", "select", "input", "textarea", "nav", "head", "title", "meta", "link"}
+HTML_SKIP = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "canvas",
+    "form",
+    "button",
+    "select",
+    "input",
+    "textarea",
+    "nav",
+    "head",
+    "title",
+    "meta",
+    "link",
+}
 # trafilatura's XML output (a TEI-like dialect)
-XML_RULES = {**dict.fromkeys(("p", "head", "quote", "list", "table", "code"), PARA),
-             **dict.fromkeys(("lb", "row"), LINE)}
+XML_RULES = {
+    **dict.fromkeys(("p", "head", "quote", "list", "table", "code"), PARA),
+    **dict.fromkeys(("lb", "row"), LINE),
+}
 XML_SKIP = {"comments", "graphic"}
 
 

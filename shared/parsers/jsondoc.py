@@ -98,8 +98,12 @@ def parse(doc: Document) -> list[Parsed]:
     if isinstance(value, dict):
         return [record_to_item(value, doc.aliases)]
     if isinstance(value, list):
-        return [record_to_item(entry, doc.aliases) if isinstance(entry, dict)
-                else EntryFailure(f"entry {index + 1} is not a JSON object") for index, entry in enumerate(value)]
+        return [
+            record_to_item(entry, doc.aliases)
+            if isinstance(entry, dict)
+            else EntryFailure(f"entry {index + 1} is not a JSON object")
+            for index, entry in enumerate(value)
+        ]
     raise InputError("JSON that is neither an object nor an array of objects")
 
 
@@ -117,5 +121,8 @@ def _line_item(number: int, line: str, aliases: dict[str, list[str]]) -> Parsed:
 
 
 def parse_lines(doc: Document) -> list[Parsed]:
-    return [_line_item(number, line, doc.aliases)
-            for number, line in enumerate(doc.text.split("\n"), start=1) if line.strip()]
+    return [
+        _line_item(number, line, doc.aliases)
+        for number, line in enumerate(doc.text.split("\n"), start=1)
+        if line.strip()
+    ]

@@ -30,7 +30,7 @@ def split_front_matter(text: str) -> tuple[dict, str]:
         meta = yaml.safe_load(match.group("yaml"))
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML front matter ({str(exc).splitlines()[0]})") from None
-    return (meta if isinstance(meta, dict) else {}), text[match.end():]
+    return (meta if isinstance(meta, dict) else {}), text[match.end() :]
 
 
 def _take_first_heading(tokens: list) -> tuple[str | None, list]:
@@ -38,7 +38,7 @@ def _take_first_heading(tokens: list) -> tuple[str | None, list]:
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
             title = tokens[index + 1].content
-            return title, tokens[:index] + tokens[index + 3:]
+            return title, tokens[:index] + tokens[index + 3 :]
         if token.type not in ("hr",) and token.block and token.type.endswith("_open"):
             return None, tokens  # content comes before any heading: no heading title
     return None, tokens
@@ -60,12 +60,14 @@ def parse(doc: Document) -> list[ParsedItem]:
     if not title:
         raise InputError("no title: neither front matter nor a heading names one")
     body = html_to_text(MARKDOWN.renderer.render(tokens, MARKDOWN.options, {}))
-    return [ParsedItem(
-        title=title,
-        body=body,
-        source=as_text(_field(meta, "source", "publisher", "site")),
-        author=as_text(_field(meta, "author", "authors", "byline")),
-        published_at=to_utc(_field(meta, "date", "published", "published_at")),
-        language=as_text(_field(meta, "lang", "language")),
-        url=as_text(_field(meta, "url", "link", "canonical")),
-    )]
+    return [
+        ParsedItem(
+            title=title,
+            body=body,
+            source=as_text(_field(meta, "source", "publisher", "site")),
+            author=as_text(_field(meta, "author", "authors", "byline")),
+            published_at=to_utc(_field(meta, "date", "published", "published_at")),
+            language=as_text(_field(meta, "lang", "language")),
+            url=as_text(_field(meta, "url", "link", "canonical")),
+        )
+    ]
