@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from shared.durations import parse_duration
 from pydantic_settings import (
     BaseSettings,
@@ -139,6 +139,16 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # An empty string in TOML or the environment means "not set", not "the empty URL".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _redelivery_after_the_longest_task(self) -> Settings:
+        # A message is delivered again after the visibility timeout: were that shorter than a task
+        # may run, slow tasks would be run twice.
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                f"visibility_timeout ({self.visibility_timeout}s) must exceed task_time_limit ({self.task_time_limit}s)"
+            )
+        return self
 
     @field_validator("feeds_default_every", "feeds_backoff_max", "feeds_hint_max")
     @classmethod

@@ -32,6 +32,15 @@ def test_a_bad_setting_is_one_line(deployment):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_visibility_timeout_shorter_than_a_task_is_refused(deployment):
+    deployment.env |= {"INGEST_VISIBILITY_TIMEOUT": "60", "INGEST_TASK_TIME_LIMIT": "120"}
+    result = deployment.run("status", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: invalid setting: Value error, visibility_timeout (60s) must exceed task_time_limit (120s)"
+    )
+
+
 def test_an_unreachable_database_is_one_line(deployment):
     deployment.env["INGEST_DATABASE_URL"] = f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/none"
     result = deployment.run("export", check=False)

@@ -13,6 +13,7 @@ from tests.conftest import SAMPLE, wait_until
 
 @pytest.fixture
 def worker(deployment):
+    deployment.env["INGEST_LOG_FILE"] = str(deployment.folder / "logs" / "ingest.jsonl")
     process = deployment.spawn("worker", "--concurrency", "1")
     wait_until(lambda: "ready." in deployment.log_text(), 60, "the worker to be ready")
     yield deployment
@@ -56,6 +57,8 @@ def test_worker_logs_are_one_json_shape_written_once(worker):
     [stored] = [record for record in records if record["event"] == "item.stored"]
     assert {"task_id", "item_id", "origin", "duration_ms", "outcome"} <= set(stored)
     assert stored["outcome"] == "stored" and stored["origin"] == "a.txt"
+    log_file = worker.folder / "logs" / "ingest.jsonl"
+    assert any(json.loads(line)["event"] == "item.stored" for line in log_file.read_text().splitlines())
 
 
 def test_an_invalid_message_is_logged_and_does_not_stop_the_worker(worker):

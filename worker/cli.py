@@ -601,7 +601,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        return f"invalid setting {where}: {first['msg']}"
+        return f"invalid setting{' ' + where if where else ''}: {first['msg']}"
     if isinstance(exc, tomllib.TOMLDecodeError):
         return f"cannot read the settings file: {exc}"
     if isinstance(exc, DatabaseError):
