@@ -1,0 +1,71 @@
+"""`ingest logs`: JSON log lines read back as readable lines, filtered by level and event."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+FOLLOW_POLL_SECONDS = 0.25
+
+
+def wanted(record: dict, level: str | None, event: str | None) -> bool:
+    """At or above `level`; `event` exact or a glob such as `feed.*`."""
+    if level and LEVELS.get(str(record.get("level", "")).lower(), 0) < LEVELS[level]:
+        return False
+    return not event or fnmatch.fnmatchcase(str(record.get("event", "")), event)
+
+
+def parsed(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def follow(path: Path) -> Iterator[str]:
+    """Lines appended to `path`, across rotations (the file replaced by a new one), until interrupted."""
+    handle, inode = _open_at_end(path)
+    while True:
+        line = handle.readline() if handle else ""
+        if line:
+            yield line
+            continue
+        time.sleep(FOLLOW_POLL_SECONDS)
+        current = path.stat().st_ino if path.exists() else None
+        if current != inode:
+            if handle:
+                handle.close()
+            handle, inode = (open(path, encoding="utf-8", errors="replace"), current) if current else (None, None)
+
+
+def _open_at_end(path: Path) -> tuple[IO[str] | None, int | None]:
+    if not path.exists():
+        return None, None
+    handle = open(path, encoding="utf-8", errors="replace")
+    handle.seek(0, os.SEEK_END)
+    return handle, os.fstat(handle.fileno()).st_ino
+
+
+def show(lines, level: str | None, event: str | None, colors: bool, write) -> int:
+    """Write the wanted lines readably; returns how many were shown."""
+    renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    shown = 0
+    for line in lines:
+        record = parsed(line)
+        if record is None:
+            if not level and not event and line.strip():
+                write(line.rstrip("\n"))
+            continue
+        if wanted(record, level, event):
+            write(renderer(None, "", record))
+            shown += 1
+    return shown
