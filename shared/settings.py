@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged")
     log_file: Path | None = Field(None, description="Also write JSON log lines to this file, rotated")
     max_file_bytes: int = Field(20 * MIB, gt=0, description="Larger inputs (as dropped or decompressed) are failures")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on 127.0.0.1:PORT/metrics from `ingest up`"
+    )
     keep_raw: bool = Field(True, description="Keep every input's original bytes, compressed, in the store")
     watch_polling: bool = Field(
         False, description="Poll the seeds folder instead of inotify (network and container mounts)"
@@ -134,7 +137,7 @@ class Settings(BaseSettings):
         None, gt=0, description="Worker processes for `ingest up`; unset: one per core"
     )
 
-    @field_validator("log_format", "log_file", "redis_url", "database_url", mode="before")
+    @field_validator("log_format", "log_file", "redis_url", "database_url", "metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty string in TOML or the environment means "not set", not "the empty URL".

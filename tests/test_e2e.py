@@ -260,3 +260,23 @@ def test_every_format_lands_and_the_same_article_is_one_item(deployment):
     assert failure["ref"] == "stream.jsonl" and failure["reason"].startswith("line 2: not valid JSON")
     status = deployment.status()
     assert (status["items"], status["duplicates"], status["failed"]) == (len(items), 4, 1)
+
+
+def test_metrics_are_summed_over_every_worker_process(deployment):
+    """INGEST_METRICS_PORT: items by format and outcome, task times, queue gauges, from all processes."""
+    import httpx
+
+    from worker.broker import free_port
+
+    port = free_port()
+    deployment.env["INGEST_METRICS_PORT"] = str(port)
+    copy_sample(deployment.seeds)
+    drop_articles(deployment.seeds, 5)
+    (deployment.seeds / "notes.pdf").write_bytes(b"%PDF")
+    deployment.start("--concurrency", "2")
+    deployment.drain()
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'ingest_items_total{format="text",outcome="stored"} 6.0' in text
+    assert 'ingest_items_total{format="unknown",outcome="failed"} 1.0' in text
+    assert 'ingest_task_seconds_count{task="ingest.process"} 7.0' in text
+    assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text

@@ -6,10 +6,12 @@ import json
 import signal
 from datetime import datetime
 
+import httpx
 import pytest
 
 from tests.conftest import wait_until
 from tests.feedserver import Route, rss
+from worker.broker import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +36,8 @@ def test_a_subscribed_feed_is_polled_conditionally_and_stores_each_entry_once(si
     an entry added to the feed lands at the next poll."""
     feed_server.routes["/rss.xml"] = Route(body=rss("Harbour News", ENTRIES), etag='"one"')
     url = feed_server.url("/rss.xml")
+    metrics_port = free_port()
+    site.env["INGEST_METRICS_PORT"] = str(metrics_port)
     site.start("--concurrency", "2")
     assert site.run("feeds", "add", url, "--every", "0.5s").stdout.startswith("added")
     wait_until(lambda: site.count_items() == 2, 15, "the feed's entries")
@@ -56,6 +60,8 @@ def test_a_subscribed_feed_is_polled_conditionally_and_stores_each_entry_once(si
         (304, 0, "Harbour News"),
     )
     assert '"feed.polled"' in site.log_text()
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    assert 'ingest_feed_polls_total{status="200"}' in metrics and 'ingest_feed_polls_total{status="304"}' in metrics
 
 
 def test_a_failing_feed_backs_off_while_others_keep_their_schedule_and_301_moves(site, feed_server):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from celery import Celery, signals
 from kombu import Queue
 
 from shared.db import init_schema
+from shared.metrics import TASK_SECONDS
 from shared.normalise import warm_up
 from shared.logging import configure_logging, configured_process
 from shared.settings import Settings, get_settings
@@ -89,14 +92,21 @@ def _warm_up(**_kwargs) -> None:
     warm_up()
 
 
+_task_started: dict[str, float] = {}
+
+
 @signals.task_prerun.connect
 def _bind_task(task_id: str, task, **_kwargs) -> None:
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name)
+    _task_started[task_id] = time.perf_counter()
 
 
 @signals.task_postrun.connect
-def _unbind_task(**_kwargs) -> None:
+def _unbind_task(task_id: str, task, **_kwargs) -> None:
     structlog.contextvars.unbind_contextvars("task_id", "task", "origin", "item_id")
+    started = _task_started.pop(task_id, None)
+    if started is not None:
+        TASK_SECONDS.labels(task=task.name).observe(time.perf_counter() - started)
 
 
 app = create_app(get_settings())

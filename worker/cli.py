@@ -100,6 +100,7 @@ def up(
         Child("beat", ingest_argv("beat")),
     ]
     env = {**os.environ, "INGEST_REDIS_URL": url}
+    metrics = _start_metrics(settings, url, env)
     log.info(
         "up.started",
         redis_url=url,
@@ -110,8 +111,26 @@ def up(
     try:
         Supervisor(children, env, worker_stop_seconds=settings.task_time_limit + 30).run()
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         if embedded is not None:
             embedded.stop()
+
+
+def _start_metrics(settings: Settings, redis_url: str, env: dict[str, str]):
+    """With INGEST_METRICS_PORT set: children write their metrics to files, summed and served here."""
+    if settings.metrics_port is None:
+        return None
+    from worker import metrics_server
+
+    folder = metrics_server.prepare_folder(settings.data_dir / "metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+    try:
+        server = metrics_server.serve(settings.metrics_port, folder, redis_url, _queues())
+    except OSError as exc:
+        raise ServiceError(f"cannot serve metrics on 127.0.0.1:{settings.metrics_port} ({exc.strerror})") from None
+    log.info("metrics.serving", url=f"http://127.0.0.1:{settings.metrics_port}/metrics")
+    return server
 
 
 @cli.command()

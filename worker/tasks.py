@@ -17,7 +17,9 @@ from shared import pipeline, store, subscriptions
 from shared.db import session_scope
 from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
 from shared.feeds import MAX_REDIRECTS, FetchLimits
+from shared.metrics import FEED_POLLS, ITEMS
 from shared.models import Feed
+from shared.parsers import format_name
 from shared.polling import PollReport, poll_feed
 from shared.messages import Batch, RawInput
 from shared.settings import get_settings
@@ -48,6 +50,7 @@ def _index() -> NearDuplicateIndex:
 
 
 def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement: Placement | None) -> None:
+    ITEMS.labels(format=format_name(raw.name or raw.ref), outcome=outcome.outcome).inc()
     fields = {
         "origin": raw.ref,
         "kind": raw.kind,
@@ -135,6 +138,7 @@ def fetch_feed(feed_id: int) -> None:
 
 
 def log_poll(report: PollReport) -> None:
+    FEED_POLLS.labels(status=str(report.status) if report.status is not None else "error").inc()
     fields = {
         "feed": report.url,
         "status": report.status,

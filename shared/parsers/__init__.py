@@ -62,6 +62,13 @@ def format_for(name: str) -> Format:
     return found
 
 
+def format_name(name: str) -> str:
+    """The format a name points at (`.gz` looked through), or 'unknown': a metrics label."""
+    inner = name[:-3] if name.lower().endswith(".gz") else name
+    found = FORMATS_BY_EXTENSION.get(PurePosixPath(inner).suffix.lower())
+    return found.name if found else "unknown"
+
+
 def parse_document(doc: Document) -> tuple[Format, list[Parsed]]:
     """Pick the format by extension, confirm it by sniffing, parse."""
     fmt = format_for(doc.name)
