@@ -85,6 +85,8 @@ def configure_logging(settings: Settings, process: str) -> None:
     root.setLevel(level)
     for name, quiet_level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(quiet_level, level))
+    # Python warnings (Celery's about running as root, deprecations) become log lines of the same shape.
+    logging.captureWarnings(True)
 
     structlog.configure(
         processors=[
