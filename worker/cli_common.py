@@ -1,0 +1,87 @@
+"""What every `ingest` command shares: the Typer app, set-up, the store, the Celery app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import structlog
+import typer
+import typer.main
+from sqlalchemy.engine import make_url
+
+from shared.db import init_schema
+from shared.logging import configure_logging, wants_json
+from shared.settings import Settings, get_settings
+
+
+log = structlog.get_logger("ingest.cli")
+
+
+cli = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Event-driven ingestion: seeds folder and feeds -> Redis -> Celery -> store.",
+)
+
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def setup(process: str) -> Settings:
+    settings = get_settings()
+    configure_logging(settings, process=process)
+    return settings
+
+
+def open_store(settings: Settings) -> str:
+    url = settings.store_url
+    init_schema(url)
+    return url
+
+
+def celery_app(url: str):
+    from worker.app import app
+
+    app.conf.broker_url = url
+    return app
+
+
+def quiet_args(settings: Settings) -> list[str]:
+    """Celery's start-up banners are not JSON: leave them out of a JSON log stream."""
+    return ["--quiet"] if wants_json(settings) else []
+
+
+def send(app, batch) -> None:
+    from worker.app import QUEUE
+
+    app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
+
+
+def queues() -> tuple[str, ...]:
+    from worker.app import FEEDS_QUEUE, QUEUE
+
+    return (QUEUE, FEEDS_QUEUE)
+
+
+def show(records: list[dict], as_json: bool, lines: Callable[[dict], list[str]], empty: str) -> None:
+    """Records as one JSON array, or as readable lines (and a word when there are none)."""
+    if as_json:
+        typer.echo(json.dumps(records, ensure_ascii=False))
+        return
+    for record in records:
+        for line in lines(record):
+            typer.echo(line)
+    if not records:
+        typer.echo(empty)
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,171 @@
+"""`ingest up`, `watch`, `worker`, `beat`: the long-running processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Annotated, Optional
+
+import redis
+import typer
+import typer.main
+
+from shared.db import session_scope
+from shared.errors import ServiceError
+from shared.settings import Settings
+from worker import broker
+from worker.cli_common import PASS_THROUGH, celery_app, cli, log, open_store, queues, quiet_args, safe_url, send, setup
+
+
+@cli.command()
+def up(
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core)")] = None,
+) -> None:
+    """Watcher, worker and scheduler in the foreground; Ctrl-C or SIGTERM stops them gracefully."""
+    from worker.supervisor import Child, Supervisor, ingest_argv
+
+    settings = setup("up")
+    seed_feeds(settings, open_store(settings))
+    concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    embedded = None
+    url = settings.redis_url
+    if not url:
+        embedded = broker.EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+    else:
+        broker.connect(url)
+    children = [
+        # Mingle and gossip exchange state between workers that this service never reads.
+        Child(
+            "worker", ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle", "--without-gossip")
+        ),
+        Child("watcher", ingest_argv("watch")),
+        Child("beat", ingest_argv("beat")),
+    ]
+    env = {**os.environ, "INGEST_REDIS_URL": url}
+    metrics = _start_metrics(settings, url, env)
+    log.info(
+        "up.started",
+        redis_url=url,
+        store=safe_url(settings.store_url),
+        seeds_dir=str(settings.seeds_dir),
+        concurrency=concurrency,
+    )
+    try:
+        Supervisor(children, env, worker_stop_seconds=settings.task_time_limit + 30).run()
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _start_metrics(settings: Settings, redis_url: str, env: dict[str, str]):
+    """With INGEST_METRICS_PORT set: children write their metrics to files, summed and served here."""
+    if settings.metrics_port is None:
+        return None
+    from worker import metrics_server
+
+    folder = metrics_server.prepare_folder(settings.data_dir / "metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+    try:
+        server = metrics_server.serve(settings.metrics_port, folder, redis_url, queues())
+    except OSError as exc:
+        raise ServiceError(f"cannot serve metrics on 127.0.0.1:{settings.metrics_port} ({exc.strerror})") from None
+    log.info("metrics.serving", url=f"http://127.0.0.1:{settings.metrics_port}/metrics")
+    return server
+
+
+@cli.command()
+def watch() -> None:
+    """The seeds-folder watcher alone."""
+    from worker.watcher import Watcher
+
+    settings = setup("watcher")
+    open_store(settings)
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    client = broker.connect(url)
+    app = celery_app(url)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    Watcher(settings, send=lambda batch: send(app, batch), queue_idle=lambda: _queue_idle(client)).run(stop)
+
+
+def _queue_idle(client: redis.Redis) -> bool:
+    try:
+        return not any(broker.queue_counts(client, queues()).values())
+    except redis.exceptions.RedisError:
+        return False  # cannot tell: do not resend on a guess
+
+
+@cli.command(context_settings=PASS_THROUGH)
+def worker(ctx: typer.Context) -> None:
+    """A Celery worker of this app; extra arguments go to Celery (`celery -A worker.app worker`)."""
+    settings = setup("worker")
+    open_store(settings)
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    broker.connect(url)
+    celery_app(url).worker_main([*quiet_args(settings), "worker", "--loglevel", settings.log_level.upper(), *ctx.args])
+
+
+@cli.command()
+def beat() -> None:
+    """The periodic scheduler alone; a second one waits on standby instead of doubling the schedule."""
+    from worker.leader import Leadership
+
+    settings = setup("beat")
+    seed_feeds(settings, open_store(settings))
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    leadership = Leadership(broker.connect(url))
+    stop = threading.Event()
+    stop_on_signals(stop)
+    if not leadership.wait_to_lead(stop):
+        return
+    _exit_on_signals()  # until Celery installs its own handlers, a stop request must still stop us
+    leadership.keep()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schedule = settings.data_dir / "beat-schedule"
+    try:
+        celery_app(url).start(
+            [*quiet_args(settings), "beat", "--loglevel", settings.log_level.upper(), "--schedule", str(schedule)]
+        )
+    finally:
+        leadership.release()
+
+
+def seed_feeds(settings: Settings, store_url: str) -> None:
+    """Add the [[feeds]] of the settings file that are not subscribed yet."""
+    from shared import subscriptions
+    from shared.durations import parse_duration
+
+    if not settings.feeds:
+        return
+    with session_scope(store_url) as session:
+        for seed in settings.feeds:
+            if subscriptions.find_feed(session, seed.url) is None:
+                every = parse_duration(seed.every or settings.feeds_default_every)
+                subscriptions.add_feed(session, seed.url, every)
+                log.info("feeds.seeded", feed=seed.url, every_seconds=every)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def _exit_on_signals() -> None:
+    import signal
+
+    def leave(*_args) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)

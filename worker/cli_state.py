@@ -1,0 +1,266 @@
+"""`ingest status`, `wait`, `export`, `failures`, `clusters`, `reindex`, `submit`: the store and the queue."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import typer.main
+
+from shared import store
+from shared.db import session_scope
+from shared.errors import ServiceError
+from shared.settings import Settings
+from worker import broker
+from worker.cli_common import celery_app, cli, open_store, queues, send, setup, show, stderr_console
+from worker.cli_feeds import feed_line, feed_records
+
+
+IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
+
+
+def _file_counts(settings: Settings, url: str) -> dict[str, int]:
+    """Files in the seeds folder not taken yet, and files taken whose arrival the store lacks so far."""
+    from shared.seeds import scan
+
+    with session_scope(url) as session:
+        taken = store.taken_signatures(session)
+        unstored = store.count_unlanded(session)
+    waiting = 0
+    if settings.seeds_dir.is_dir():
+        waiting = sum(1 for seed in scan(settings.seeds_dir) if taken.get(seed.ref) != seed.signature)
+    return {"files_waiting": waiting, "files_unstored": unstored}
+
+
+def _pending(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
+    counts = broker.queue_counts(broker.connect(redis_url), queues())
+    return counts | _file_counts(settings, store_url)
+
+
+def pending_total(detail: dict[str, int]) -> int:
+    # A taken file not yet stored is either on the queue (counted there) or lost and about to be
+    # sent again: count each once.
+    return detail["files_waiting"] + max(detail["queued"] + detail["in_flight"], detail["files_unstored"])
+
+
+def _status(settings: Settings, store_url: str, redis_url: str) -> dict:
+    with session_scope(store_url) as session:
+        result = store.counts(session)
+    detail = _pending(settings, store_url, redis_url)
+    result["pending"] = pending_total(detail)
+    result["pending_detail"] = detail
+    result["feeds"] = feed_records(store_url)
+    result["feeds_network_down"] = network_down(result["feeds"])
+    return result
+
+
+def network_down(feeds: list[dict]) -> bool:
+    """Every enabled feed (two or more) failing with no HTTP answer at all: the network, not the feeds."""
+    active = [feed for feed in feeds if feed["enabled"] and feed["last_polled"]]
+    return len(active) >= 2 and all(feed["error_count"] and feed["last_status"] is None for feed in active)
+
+
+def _status_text(status: dict) -> str:
+    detail = status["pending_detail"]
+    lines = [f"{name:<11} {status[name]}" for name in ("items", "origins", "duplicates", "clusters", "failed")]
+    lines.append(
+        f"{'pending':<11} {status['pending']}  (queued {detail['queued']}, in flight "
+        f"{detail['in_flight']}, files waiting {detail['files_waiting']}, "
+        f"sent not stored {detail['files_unstored']})"
+    )
+    lines.append(f"{'feeds':<11} {len(status['feeds']) or 'none'}")
+    if status.get("feeds_network_down"):
+        lines.append("            every feed fails with no answer: the network looks down, not the feeds")
+    lines.extend(f"  {feed_line(feed)}" for feed in status["feeds"])
+    return "\n".join(lines)
+
+
+@cli.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+    live: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C")] = False,
+) -> None:
+    """Where things stand: items, duplicates, failures, what is pending."""
+    settings = setup("cli")
+    store_url = open_store(settings)
+    with broker.broker_url(settings) as redis_url:
+        if live:
+            _watch_status(settings, store_url, redis_url)
+            return
+        current = _status(settings, store_url, redis_url)
+    typer.echo(json.dumps(current) if as_json else _status_text(current))
+
+
+def _watch_status(settings: Settings, store_url: str, redis_url: str) -> None:
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text(_status_text(_status(settings, store_url, redis_url))), auto_refresh=False) as screen:
+        try:
+            while True:
+                time.sleep(1)
+                screen.update(Text(_status_text(_status(settings, store_url, redis_url))), refresh=True)
+        except KeyboardInterrupt:
+            return
+
+
+@cli.command()
+def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds")] = 600.0) -> None:
+    """Block until nothing is pending: queue empty, nothing in flight, no file waiting. Exit 1 on timeout."""
+    settings = setup("cli")
+    store_url = open_store(settings)
+    deadline = time.monotonic() + timeout
+    with broker.broker_url(settings) as redis_url:
+        idle_readings = 0
+        while idle_readings < IDLE_READINGS_NEEDED:
+            pending = _pending(settings, store_url, redis_url)
+            idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
+            if idle_readings < IDLE_READINGS_NEEDED:
+                if time.monotonic() >= deadline:
+                    typer.echo(f"error: still pending after {timeout:g}s: {json.dumps(pending)}", err=True)
+                    raise typer.Exit(1)
+                time.sleep(0.25)
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 date or time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+def export(
+    since: Annotated[Optional[str], typer.Option(help="Only items ingested at or after this ISO-8601 time")] = None,
+) -> None:
+    """Every stored item, one JSON object a line, oldest first."""
+    settings = setup("cli")
+    since_at = _parse_since(since) if since else None
+    out = sys.stdout
+    with session_scope(open_store(settings)) as session:
+        for record in store.export_records(session, since_at):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+@cli.command()
+def failures(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """The inputs that could not be ingested, each with its reason."""
+    settings = setup("cli")
+    with session_scope(open_store(settings)) as session:
+        records = store.failure_records(session)
+    show(records, as_json, _failure_lines, "no failures")
+
+
+def _failure_lines(record: dict) -> list[str]:
+    entry = f" [{record['entry_id']}]" if record["entry_id"] else ""
+    return [f"{record['at']}  {record['ref']}{entry}: {record['reason']}"]
+
+
+@cli.command()
+def clusters(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """Near-duplicate groups of two or more items, with titles and sources."""
+    settings = setup("cli")
+    with session_scope(open_store(settings)) as session:
+        groups = store.cluster_records(session)
+    show(groups, as_json, _cluster_lines, "no clusters")
+
+
+def _cluster_lines(group: dict) -> list[str]:
+    lines = [f"cluster {group['cluster_id']} ({group['size']} items)"]
+    for item in group["items"]:
+        why = f"  matched {item['matched_item_id']} at {item['similarity']}" if item["matched_item_id"] else ""
+        lines.append(f"  {item['id']:>7}  {item['title']}  [{item['source'] or '-'}]{why}")
+    return lines
+
+
+REINDEX_PAGE = 500
+
+
+@cli.command()
+def reindex() -> None:
+    """Rebuild the near-duplicate index in Redis from the store; every cluster keeps its id."""
+    from rich.progress import Progress
+
+    from shared.dedup import NearDuplicateIndex, ensure_compact_hashes
+
+    settings = setup("cli")
+    store_url = open_store(settings)
+    with session_scope(store_url) as session:
+        total = store.counts(session)["items"]
+    with broker.broker_url(settings) as redis_url:
+        client = broker.connect(redis_url)
+        ensure_compact_hashes(client)
+        index = NearDuplicateIndex(client, settings.near_duplicate_threshold)
+        index.clear()
+        placed = 0
+        with Progress(transient=False, console=stderr_console()) as progress:
+            task = progress.add_task("reindexing", total=total)
+            last_id = 0
+            while page := _reindex_page(store_url, index, last_id):
+                placed += page[1]
+                last_id = page[0]
+                progress.advance(task, page[2])
+    typer.echo(f"reindexed {total} items ({placed} placed in a cluster for the first time)")
+
+
+def _reindex_page(store_url: str, index, after_id: int) -> tuple[int, int, int] | None:
+    """Restore one page of items; (last id, newly placed, count), or None at the end."""
+    with session_scope(store_url) as session:
+        rows = store.items_for_index(session, after_id, REINDEX_PAGE)
+        placed = 0
+        for item_id, body, cluster_id in rows:
+            if cluster_id is not None:
+                index.restore(item_id, body, cluster_id)
+            else:
+                placement = index.claim(item_id, body)
+                store.set_cluster(
+                    session, item_id, placement.cluster_id, placement.matched_item_id, placement.similarity
+                )
+                placed += 1
+    return (rows[-1][0], placed, len(rows)) if rows else None
+
+
+def _expand(paths: list[Path]):
+    """(ref, path) of every input named: files as given, folders by the seeds-folder rules."""
+    from shared.seeds import scan
+
+    for path in paths:
+        if path.is_dir():
+            for seed in scan(path):
+                yield (path / seed.ref).as_posix(), seed.path
+        else:
+            yield path.as_posix(), path
+
+
+@cli.command()
+def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest now")]) -> None:
+    """Enqueue these files now, wherever they are, through the same pipeline."""
+    from shared.messages import Batch, RawInput
+
+    settings = setup("cli")
+    open_store(settings)
+    queued, problems = 0, 0
+    with broker.broker_url(settings) as redis_url:
+        broker.connect(redis_url)
+        app = celery_app(redis_url)
+        for ref, path in _expand(paths):
+            try:
+                if path.stat().st_size > settings.max_file_bytes:
+                    raise ServiceError(f"too large: more than {settings.max_file_bytes} bytes")
+                payload = path.read_bytes()
+            except (OSError, ServiceError) as exc:
+                problems += 1
+                typer.echo(f"error: {ref}: {getattr(exc, 'strerror', None) or exc}", err=True)
+                continue
+            send(app, Batch(inputs=[RawInput.from_bytes(payload, kind="file", ref=ref)]))
+            queued += 1
+    typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
+    if problems:
+        raise typer.Exit(1)
