@@ -119,6 +119,22 @@ class TakenFile(SQLModel, table=True):
     taken_at: datetime = _time()
 
 
+class Submission(SQLModel, table=True):
+    """An input sent by `ingest submit`, kept until the store holds its arrival (an outbox).
+
+    Like the watcher's ledger, it lets a message the broker lost be sent again; the bytes are
+    dropped once the arrival is confirmed.
+    """
+
+    __tablename__ = "submissions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    arrival_key: str = Field(max_length=200, unique=True)
+    message: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # the RawInput, zlib'd JSON
+    confirmed: bool = Field(default=False, index=True)
+    sent_at: datetime = _time()
+
+
 class Feed(SQLModel, table=True):
     """A feed subscription and where its polling stands."""
 

@@ -13,7 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from shared.models import Failure, Item, Origin, RawBlob, TakenFile, utc_now
+from shared.messages import RawInput
+from shared.models import Failure, Item, Origin, RawBlob, Submission, TakenFile, utc_now
 from shared.parsers.model import ParsedItem
 
 DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -188,13 +189,45 @@ def unconfirmed_taken(session: Session, taken_before: datetime | None = None) ->
 
 
 def count_unlanded(session: Session) -> int:
-    """How many taken files' arrivals are not in the store yet (read-only: for status and wait)."""
-    query = (
+    """How many files taken or submitted have an arrival not in the store yet (read-only: for status and wait)."""
+    taken = (
         select(func.count())
         .select_from(TakenFile)
         .where(TakenFile.confirmed.is_(False), TakenFile.arrival_key.is_not(None), ~_landed(TakenFile.arrival_key))
     )
-    return session.execute(query).scalar_one()
+    submitted = (
+        select(func.count())
+        .select_from(Submission)
+        .where(Submission.confirmed.is_(False), ~_landed(Submission.arrival_key))
+    )
+    return session.execute(taken).scalar_one() + session.execute(submitted).scalar_one()
+
+
+# -- the submit outbox ----------------------------------------------------------------------------
+
+
+def record_submission(session: Session, raw: RawInput) -> None:
+    """Keep a submitted input until its arrival is stored, so that a lost message can be sent again."""
+    message = zlib.compress(raw.model_dump_json().encode(), 6)
+    _insert_ignore(
+        session,
+        Submission,
+        {"arrival_key": f"{raw.arrival_id}:0", "message": message, "confirmed": False, "sent_at": utc_now()},
+        ["arrival_key"],
+    )
+
+
+def unconfirmed_submissions(session: Session, sent_before: datetime) -> list[RawInput]:
+    """Submitted inputs the store does not hold yet; confirms (and drops the bytes of) those it does."""
+    query = select(Submission).where(Submission.confirmed.is_(False), Submission.sent_at < sent_before)
+    missing = []
+    for row in session.execute(query).scalars():
+        if session.execute(select(_landed(literal(row.arrival_key)))).scalar_one():
+            row.confirmed, row.message = True, None
+        else:
+            row.sent_at = utc_now()
+            missing.append(RawInput.model_validate_json(zlib.decompress(row.message)))
+    return missing
 
 
 def taken_signatures(session: Session) -> dict[str, tuple[int, int]]:

@@ -119,6 +119,23 @@ def test_a_message_the_broker_lost_is_sent_again(deployment):
     assert '"watcher.resent"' in deployment.log_text()
 
 
+def test_a_lost_submission_is_sent_again(deployment, tmp_path):
+    """`ingest submit` keeps what it sent until it is stored: a lost message is sent again."""
+    import redis
+
+    (tmp_path / "one.txt").write_text(article(1))
+    deployment.run("submit", str(tmp_path / "one.txt"))
+    client = redis.Redis.from_url(deployment.env["INGEST_REDIS_URL"])
+    assert client.llen("ingest") == 1
+    client.delete("ingest")  # lost before any worker saw it
+    assert deployment.status()["pending_detail"]["files_unstored"] == 1
+    deployment.start("--concurrency", "1")
+    deployment.drain(timeout=60)
+    [item] = deployment.export()
+    assert item["origins"][0]["ref"] == str(tmp_path / "one.txt")
+    assert '"watcher.resent"' in deployment.log_text()
+
+
 def test_a_restart_takes_exactly_the_new_files(deployment):
     """Files dropped while stopped are taken at the next start; files already taken are not."""
     drop_articles(deployment.seeds, 3)

@@ -245,7 +245,7 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
     from shared.messages import Batch, RawInput
 
     settings = setup("cli")
-    open_store(settings)
+    store_url = open_store(settings)
     queued, problems = 0, 0
     with broker.broker_url(settings) as redis_url:
         broker.connect(redis_url)
@@ -259,7 +259,10 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
                 problems += 1
                 typer.echo(f"error: {ref}: {getattr(exc, 'strerror', None) or exc}", err=True)
                 continue
-            send(app, Batch(inputs=[RawInput.from_bytes(payload, kind="file", ref=ref)]))
+            raw = RawInput.from_bytes(payload, kind="file", ref=ref)
+            with session_scope(store_url) as session:
+                store.record_submission(session, raw)  # first: if the message is lost, the watcher sends it again
+            send(app, Batch(inputs=[raw]))
             queued += 1
     typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
     if problems:

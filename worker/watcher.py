@@ -126,6 +126,9 @@ class Watcher:
         with session_scope(self.settings.store_url) as session:
             for taken in store.unconfirmed_taken(session, taken_before=grace):
                 self._resend(session, taken)
+            for raw in store.unconfirmed_submissions(session, sent_before=grace):
+                log.warning("watcher.resent", origin=raw.ref, reason="submitted but never stored")
+                self.send(Batch(inputs=[raw]))
 
     def _resend(self, session, taken) -> None:
         seed = seed_file(self.root, self.root / taken.ref)
