@@ -20,7 +20,7 @@ from shared import store, subscriptions
 from shared.errors import InputError
 from shared.feeds import FetchLimits, FetchResult, fetch, next_poll
 from shared.fingerprint import content_hash
-from shared.messages import Batch, RawInput
+from shared.messages import Batch, RawInput, sha256_hex
 from shared.models import Feed
 from shared.parsers import EntryFailure, ParsedItem
 from shared.parsers.fields import as_text
@@ -106,7 +106,7 @@ def queue_entries(session: Session, feed: Feed, entries: list, send: Send, now: 
             candidates[entry_key(entry)] = (entry, content_hash(entry.title, entry.body))
     known = subscriptions.known_entries(session, feed.id, candidates)
     messages = {key: _entry_message(feed, key, item, digest) for key, (item, digest) in candidates.items()}
-    landed = subscriptions.landed_keys(session, [f"{m.arrival_id}:0" for m in messages.values()])
+    landed = store.landed_keys(session, [f"{m.arrival_id}:0" for m in messages.values()])
     new = [key for key, (_item, digest) in candidates.items() if key not in known or known[key].content_hash != digest]
     lost = [
         key
@@ -160,7 +160,7 @@ def poll_feed(
             result = replace(result, error=f"unusable feed: {exc}")
     if document is not None:
         if keep_raw:
-            store.keep_raw(session, RawInput.from_bytes(result.body, kind="feed", ref=feed.url).sha256, result.body)
+            store.keep_raw(session, sha256_hex(result.body), result.body)
         new_entries = queue_entries(session, feed, document.entries, send, now, resend_after)
     schedule = next_poll(
         result, feed.interval_seconds, feed.error_count, _hint(result, document), policy, now, random.Random()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,6 +171,14 @@ def _landed(key_column):
         select(Origin.id).where(Origin.arrival_key == key_column).exists(),
         select(Failure.id).where(Failure.arrival_key == key_column).exists(),
     )
+
+
+def landed_keys(session: Session, arrival_keys: Iterable[str]) -> set[str]:
+    """Which of these arrivals the store holds, as an origin or a failure (the bulk form of _landed)."""
+    keys = list(arrival_keys)
+    origins = session.execute(select(Origin.arrival_key).where(Origin.arrival_key.in_(keys))).scalars()
+    failures = session.execute(select(Failure.arrival_key).where(Failure.arrival_key.in_(keys))).scalars()
+    return set(origins) | set(failures)
 
 
 def unconfirmed_taken(session: Session, taken_before: datetime | None = None) -> list[TakenFile]:

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from shared.errors import ServiceError
 from shared.feeds import Schedule
-from shared.models import Failure, Feed, FeedEntry, Origin, utc_now
+from shared.models import Feed, FeedEntry, utc_now
 from shared.urls import canonical_url
 
 
@@ -107,14 +107,6 @@ class EntryState:
 def known_entries(session: Session, feed_id: int, keys: Iterable[str]) -> dict[str, EntryState]:
     rows = session.execute(select(FeedEntry).where(FeedEntry.feed_id == feed_id, FeedEntry.entry_key.in_(list(keys))))
     return {row.entry_key: EntryState(row.content_hash, row.seen_at) for row in rows.scalars()}
-
-
-def landed_keys(session: Session, arrival_keys: Iterable[str]) -> set[str]:
-    """Which of these arrivals the store holds, as an origin or a failure."""
-    keys = list(arrival_keys)
-    origins = session.execute(select(Origin.arrival_key).where(Origin.arrival_key.in_(keys))).scalars()
-    failures = session.execute(select(Failure.arrival_key).where(Failure.arrival_key.in_(keys))).scalars()
-    return set(origins) | set(failures)
 
 
 def remember_entries(session: Session, feed_id: int, entries: dict[str, str], now: datetime) -> None:
