@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
@@ -93,7 +94,17 @@ def _create_schema(engine: Engine) -> None:
             SchemaMeta.__table__.select().where(SchemaMeta.__table__.c.key == "schema_version")
         ).first()
         if found is None:
-            connection.execute(SchemaMeta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            connection.execute(_insert_ignore_version(engine.dialect.name))
+
+
+def _insert_ignore_version(dialect: str):
+    """The version row, inserted unless a process starting at the same moment inserted it first."""
+    values = {"key": "schema_version", "value": str(SCHEMA_VERSION)}
+    if dialect == "sqlite":
+        return sqlite.insert(SchemaMeta.__table__).values(values).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(SchemaMeta.__table__).values(values).on_conflict_do_nothing()
+    return SchemaMeta.__table__.insert().values(values)
 
 
 def schema_version(url: str) -> int | None:

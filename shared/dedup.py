@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.fingerprint import band_keys, compact, minhash
+from shared.fingerprint import BANDS, band_keys, compact, minhash
 
 BUCKET_SHARDS = 1 << 16  # a bucket is 64 bits: 16 pick the key, 48 are the field
 ITEMS_PER_KEY = 256
@@ -25,57 +25,72 @@ SIGNATURE_BYTES = 48
 # Small hashes stay compact up to this many fields: set on the server by `ensure_compact_hashes`.
 COMPACT_HASH_ENTRIES = 512
 
-# KEYS: BANDS bucket keys, then the item's own record key.
-# ARGV: item id, signature, minimum matching bytes, mode ("claim" | "restore"), restore cluster id,
-#       then BANDS bucket fields.
+# Many items in one call (one round trip for a whole message), each placed in turn, so a near-copy
+# later in the call sees the ones before it, exactly as if they had come one call each.
+# KEYS: per item, BANDS bucket keys then the item's own record key.
+# ARGV: minimum matching bytes, BANDS, then per item: item id, signature, mode ("claim" | "restore"),
+#       restore cluster id, BANDS bucket fields.
+# Returns per item: cluster id, matched item id (0: none), matching bytes (-1: not compared).
 CLAIM = """
-local item = ARGV[1]
-local signature = ARGV[2]
-local needed = tonumber(ARGV[3])
-local mode = ARGV[4]
-local bands = #KEYS - 1
-local own_key = KEYS[#KEYS]
-local sig_bytes = #signature
+local needed = tonumber(ARGV[1])
+local bands = tonumber(ARGV[2])
+local result = {}
 
-local function cluster_of(record)
-  return tonumber(string.sub(record, sig_bytes + 1))
-end
+local function place(key_base, arg_base)
+  local item = ARGV[arg_base + 1]
+  local signature = ARGV[arg_base + 2]
+  local mode = ARGV[arg_base + 3]
+  local own_key = KEYS[key_base + bands + 1]
+  local sig_bytes = #signature
+  local function cluster_of(record)
+    return tonumber(string.sub(record, sig_bytes + 1))
+  end
 
-local existing = redis.call('HGET', own_key, item)
-if existing then
-  return {cluster_of(existing), 0, -1}
-end
+  local existing = redis.call('HGET', own_key, item)
+  if existing then
+    return cluster_of(existing), 0, -1
+  end
 
-local cluster, matched, best = tonumber(item), 0, -1
-if mode == 'restore' then
-  cluster = tonumber(ARGV[5])
-else
-  local seen = {}
-  for i = 1, bands do
-    local candidate = redis.call('HGET', KEYS[i], ARGV[5 + i])
-    if candidate and not seen[candidate] then
-      seen[candidate] = true
-      local record = redis.call('HGET', 'nd:i:' .. math.floor(tonumber(candidate) / %(per_key)d), candidate)
-      if record then
-        local same = 0
-        for p = 1, sig_bytes do
-          if string.byte(signature, p) == string.byte(record, p) then same = same + 1 end
-        end
-        if same > best or (same == best and tonumber(candidate) < matched) then
-          best, matched = same, tonumber(candidate)
-          if same >= needed then cluster = cluster_of(record) end
+  local cluster, matched, best = tonumber(item), 0, -1
+  if mode == 'restore' then
+    cluster = tonumber(ARGV[arg_base + 4])
+  else
+    local seen = {}
+    for i = 1, bands do
+      local candidate = redis.call('HGET', KEYS[key_base + i], ARGV[arg_base + 4 + i])
+      if candidate and not seen[candidate] then
+        seen[candidate] = true
+        local record = redis.call('HGET', 'nd:i:' .. math.floor(tonumber(candidate) / %(per_key)d), candidate)
+        if record then
+          local same = 0
+          for p = 1, sig_bytes do
+            if string.byte(signature, p) == string.byte(record, p) then same = same + 1 end
+          end
+          if same > best or (same == best and tonumber(candidate) < matched) then
+            best, matched = same, tonumber(candidate)
+            if same >= needed then cluster = cluster_of(record) end
+          end
         end
       end
     end
+    if best < needed then cluster, matched = tonumber(item), 0 end
   end
-  if best < needed then cluster, matched = tonumber(item), 0 end
+
+  for i = 1, bands do
+    redis.call('HSETNX', KEYS[key_base + i], ARGV[arg_base + 4 + i], item)
+  end
+  redis.call('HSET', own_key, item, signature .. cluster)
+  return cluster, matched, best
 end
 
-for i = 1, bands do
-  redis.call('HSETNX', KEYS[i], ARGV[5 + i], item)
+local count = (#ARGV - 2) / (4 + bands)
+for n = 0, count - 1 do
+  local cluster, matched, best = place(n * (bands + 1), 2 + n * (4 + bands))
+  table.insert(result, cluster)
+  table.insert(result, matched)
+  table.insert(result, best)
 end
-redis.call('HSET', own_key, item, signature .. cluster)
-return {cluster, matched, best}
+return result
 """ % {"per_key": ITEMS_PER_KEY}
 
 
@@ -113,31 +128,51 @@ def ensure_compact_hashes(client: redis.Redis) -> None:
         pass  # a managed Redis may forbid CONFIG: the index still works, it only takes more memory
 
 
+@dataclass(frozen=True)
+class Placing:
+    """One item to place: claimed (its best match decides its cluster) or restored with its own cluster."""
+
+    item_id: int
+    body: str
+    restore_cluster_id: int | None = None
+
+
+def _placement(cluster: int, matched: int, best: int) -> Placement:
+    if not matched:
+        return Placement(int(cluster), None, None)
+    similarity = max(0.0, (best / SIGNATURE_BYTES - 1 / 256) / (1 - 1 / 256))
+    return Placement(int(cluster), int(matched), round(similarity, 3))
+
+
 class NearDuplicateIndex:
     def __init__(self, client: redis.Redis, threshold: float) -> None:
         self.client = client
         self.needed = matches_needed(threshold)
         self.script = client.register_script(CLAIM)
 
-    def _call(self, item_id: int, body: str, mode: str, cluster_id: int = 0) -> Placement:
-        signature = minhash(body)
-        keys, fields = _bucket_args(signature)
-        cluster, matched, best = self.script(
-            keys=[*keys, _item_key(item_id)],
-            args=[item_id, compact(signature), self.needed, mode, cluster_id, *fields],
-        )
-        if not matched:
-            return Placement(int(cluster), None, None)
-        similarity = max(0.0, (best / SIGNATURE_BYTES - 1 / 256) / (1 - 1 / 256))
-        return Placement(int(cluster), int(matched), round(similarity, 3))
+    def place(self, placings: list[Placing]) -> list[Placement]:
+        """Place many items in one atomic call, in the order given: the result for each, in that order."""
+        if not placings:
+            return []
+        keys: list[str] = []
+        args: list[object] = [self.needed, BANDS]
+        for placing in placings:
+            signature = minhash(placing.body)
+            bucket_keys, fields = _bucket_args(signature)
+            restoring = placing.restore_cluster_id is not None
+            keys += [*bucket_keys, _item_key(placing.item_id)]
+            args += [placing.item_id, compact(signature), "restore" if restoring else "claim"]
+            args += [placing.restore_cluster_id or 0, *fields]
+        flat = self.script(keys=keys, args=args)
+        return [_placement(*flat[n : n + 3]) for n in range(0, len(flat), 3)]
 
     def claim(self, item_id: int, body: str) -> Placement:
         """Place a new item: in the cluster of its best match above the threshold, else its own."""
-        return self._call(item_id, body, "claim")
+        return self.place([Placing(item_id, body)])[0]
 
     def restore(self, item_id: int, body: str, cluster_id: int) -> None:
         """Put a stored item back with the cluster it already has (after Redis lost the index)."""
-        self._call(item_id, body, "restore", cluster_id)
+        self.place([Placing(item_id, body, cluster_id)])
 
     def clear(self) -> int:
         removed = 0

@@ -51,8 +51,10 @@ class RawInput(BaseModel):
         entry_id: str | None = None,
         mtime: float | None = None,
         name: str | None = None,
+        sha256: str | None = None,
     ) -> RawInput:
-        digest = sha256_hex(payload)
+        """`sha256`: the payload's digest when the caller has computed it already."""
+        digest = sha256 or sha256_hex(payload)
         return cls(
             kind=kind,
             ref=ref,
@@ -66,8 +68,12 @@ class RawInput(BaseModel):
             data=base64.b64encode(zlib.compress(payload, 6)).decode("ascii"),
         )
 
+    def compressed(self) -> bytes:
+        """The input's bytes as they travel: zlib-compressed."""
+        return base64.b64decode(self.data)
+
     def payload(self) -> bytes:
-        return zlib.decompress(base64.b64decode(self.data))
+        return zlib.decompress(self.compressed())
 
 
 class Batch(BaseModel):

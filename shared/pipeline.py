@@ -8,15 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import structlog
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlmodel import Session
 
 from shared import store
 from shared.decode import decode_text, unwrap
 from shared.errors import InputError
 from shared.fingerprint import content_hash
-from shared.dedup import NearDuplicateIndex, Placement
+from shared.db import session_scope
+from shared.dedup import NearDuplicateIndex, Placement, Placing
 from shared.messages import RawInput
-from shared.models import Item
 from shared.normalise import Rules, normalise
 from shared.parsers import Document, EntryFailure, Parsed, ParsedItem, parse_document
 from shared.settings import Settings
@@ -95,32 +96,76 @@ def _derive_or_reason(raw: RawInput, payload: bytes, context: Context) -> list[D
         return f"internal parser error: {type(exc).__name__}: {exc}"
 
 
-def _store_one(session: Session, raw: RawInput, part: int, derived: Derived | EntryFailure) -> store.Outcome:
+@dataclass(frozen=True)
+class Prepared:
+    """One input derived and ready to store: its writes (an item or a failure per part), in order."""
+
+    raw: RawInput
+    writes: list[store.Write]
+
+
+def _write(raw: RawInput, part: int, derived: Derived | EntryFailure) -> store.Write:
     if isinstance(derived, EntryFailure):
-        return store.save_failure(session, _arrival(raw, part, derived.entry_id), derived.reason)
-    return store.save_item(
-        session, derived.item, derived.content_hash, derived.format, _arrival(raw, part, derived.item.entry_id)
+        return store.FailureWrite(_arrival(raw, part, derived.entry_id), derived.reason)
+    return store.ItemWrite(
+        derived.item, derived.content_hash, derived.format, _arrival(raw, part, derived.item.entry_id)
     )
+
+
+def prepare(raw: RawInput, context: Context) -> Prepared:
+    """The pure half for one input of a message: never raises for bad input, which becomes a failure."""
+    derived = _derive_or_reason(raw, raw.payload(), context)
+    if isinstance(derived, str):
+        return Prepared(raw, [store.FailureWrite(_arrival(raw, 0, None), derived)])
+    return Prepared(raw, [_write(raw, part, one) for part, one in enumerate(derived)])
+
+
+def store_all(session: Session, prepared: list[Prepared], keep_raw: bool) -> list[list[store.Outcome]]:
+    """Store many prepared inputs in this session's one transaction; the outcomes of each input."""
+    if keep_raw:
+        # The message carries the bytes zlib-compressed already: kept as they came, not compressed again.
+        blobs = {p.raw.sha256: (p.raw.size, p.raw.compressed()) for p in prepared}
+        store.keep_raw_compressed(session, blobs)
+    flat = iter(store.save_writes(session, [write for p in prepared for write in p.writes]))
+    return [[next(flat) for _write in p.writes] for p in prepared]
+
+
+def store_batch(url: str, prepared: list[Prepared], keep_raw: bool) -> list[list[store.Outcome]]:
+    """One transaction for the whole batch; if the database refuses it, one per input, so that an input
+    the database will not take (a value too long for a column, say) fails alone with the reason."""
+    try:
+        with session_scope(url) as session:
+            return store_all(session, prepared, keep_raw)
+    except StatementError as exc:
+        if isinstance(exc, OperationalError):
+            raise  # locked or away: transient, the whole task is retried
+        if len(prepared) > 1:
+            return [store_batch(url, [one], keep_raw)[0] for one in prepared]
+        return [_store_refused(url, prepared[0], exc)]
+
+
+def _store_refused(url: str, prepared: Prepared, exc: StatementError) -> list[store.Outcome]:
+    reason = f"cannot be stored: {str(exc.orig or exc).splitlines()[0]}"
+    log.error("store.refused", origin=prepared.raw.ref, error=reason)
+    with session_scope(url) as session:
+        return [store.save_failure(session, _arrival(prepared.raw, 0, None), reason)]
 
 
 def process(session: Session, raw: RawInput, context: Context) -> list[store.Outcome]:
     """Store what one input holds; the same input processed twice writes nothing new."""
-    payload = raw.payload()
-    if context.keep_raw:
-        store.keep_raw(session, raw.sha256, payload)
-    derived = _derive_or_reason(raw, payload, context)
-    if isinstance(derived, str):
-        return [store.save_failure(session, _arrival(raw, 0, None), derived)]
-    return [_store_one(session, raw, part, one) for part, one in enumerate(derived)]
+    return store_all(session, [prepare(raw, context)], context.keep_raw)[0]
+
+
+def place_all(session: Session, index: NearDuplicateIndex, item_ids: list[int]) -> dict[int, Placement]:
+    """Give each stored item without a cluster its cluster, all in one call to the index, in id order;
+    items placed already are left alone (a redelivered message changes nothing)."""
+    unplaced = store.unplaced_items(session, item_ids)
+    placements = index.place([Placing(item_id, body) for item_id, body in unplaced])
+    placed = {item_id: placement for (item_id, _body), placement in zip(unplaced, placements)}
+    store.set_clusters(session, placed)
+    return placed
 
 
 def place(session: Session, index: NearDuplicateIndex, item_id: int) -> Placement | None:
     """Give a stored item its near-duplicate cluster, once: None when it has one already."""
-    item = session.get(Item, item_id)
-    if item is None or item.cluster_id is not None:
-        return None
-    placement = index.claim(item.id, item.body)
-    item.cluster_id = placement.cluster_id
-    item.matched_item_id = placement.matched_item_id
-    item.similarity = placement.similarity
-    return placement
+    return place_all(session, index, [item_id]).get(item_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -62,15 +62,37 @@ class Failed:
 Outcome = Stored | Duplicate | Redelivered | Failed
 
 
-def _insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING: the new row's primary key, or None when the row was there."""
-    key_column = model.__table__.primary_key.columns.values()[0]
+# Rows per statement: keeps every statement well under any driver's bound-parameter limit.
+MAX_PARAMETERS = 4000
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    size = max(1, MAX_PARAMETERS // max(1, len(rows[0])))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _insert_ignore_many(session: Session, model: type, rows: list[dict[str, Any]], keys: list[str], returning: str):
+    """INSERT … ON CONFLICT DO NOTHING for many rows at once: the `returning` column of the rows added."""
+    if not rows:
+        return []
     insert = DIALECT_INSERTS.get(session.get_bind().dialect.name)
     if insert is None:
-        return _insert_ignore_portable(session, model, values, key_column.key)
-    # RETURNING, not rowcount: some drivers report -1 rows for ON CONFLICT statements.
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys).returning(key_column)
-    return session.execute(statement).scalar_one_or_none()
+        return [value for row in rows if (value := _insert_ignore_portable(session, model, row, returning)) is not None]
+    column = model.__table__.columns[returning]
+    added = []
+    for chunk in _chunks(rows):
+        # RETURNING, not rowcount: some drivers report -1 rows for ON CONFLICT statements.
+        statement = insert(model).values(chunk).on_conflict_do_nothing(index_elements=keys).returning(column)
+        added.extend(session.execute(statement).scalars())
+    return added
+
+
+def _insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> Any:
+    """One row: the new row's primary key, or None when the row was there."""
+    key = model.__table__.primary_key.columns.values()[0].key
+    added = _insert_ignore_many(session, model, [values], keys, key)
+    return added[0] if added else None
 
 
 def _insert_ignore_portable(session: Session, model: type, values: dict[str, Any], key: str) -> Any:
@@ -112,18 +134,94 @@ def _origin_values(item_id: int, arrival: Arrival) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ItemWrite:
+    """A derived item arriving: a new item with this origin, or one more origin on the item holding it."""
+
+    item: ParsedItem
+    content_hash: str
+    format: str
+    arrival: Arrival
+
+
+@dataclass(frozen=True)
+class FailureWrite:
+    arrival: Arrival
+    reason: str
+
+
+Write = ItemWrite | FailureWrite
+
+
+def save_writes(session: Session, writes: list[Write]) -> list[Outcome]:
+    """Every write of a batch in a few bulk statements; the outcome of each, in order.
+
+    Idempotent: items are unique by content hash, origins and failures by arrival key, so the
+    same batch written twice adds nothing (every outcome then `redelivered`).
+    """
+    items = [write for write in writes if isinstance(write, ItemWrite)]
+    failures = [write for write in writes if isinstance(write, FailureWrite)]
+    new_ids = _insert_items(session, items)
+    item_ids = new_ids | _existing_item_ids(session, {w.content_hash for w in items} - new_ids.keys())
+    origin_rows = [_origin_values(item_ids[w.content_hash], w.arrival) for w in items]
+    added = set(_insert_ignore_many(session, Origin, origin_rows, ["arrival_key"], "arrival_key"))
+    failure_rows = [_failure_values(w.arrival, w.reason) for w in failures]
+    added |= set(_insert_ignore_many(session, Failure, failure_rows, ["arrival_key"], "arrival_key"))
+    return _outcomes(writes, item_ids, set(new_ids.values()), added)
+
+
+def _insert_items(session: Session, writes: list[ItemWrite]) -> dict[str, int]:
+    """content_hash -> id of the items this call added (the first write of each content wins)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for write in writes:
+        rows.setdefault(write.content_hash, _item_values(write.item, write.content_hash, write.format))
+    added = _insert_ignore_many(session, Item, list(rows.values()), ["content_hash"], "id")
+    if not added:
+        return {}
+    found = session.execute(select(Item.content_hash, Item.id).where(Item.id.in_(added)))
+    return {content_hash: item_id for content_hash, item_id in found}
+
+
+def _existing_item_ids(session: Session, hashes: set[str]) -> dict[str, int]:
+    if not hashes:
+        return {}
+    found = session.execute(select(Item.content_hash, Item.id).where(Item.content_hash.in_(list(hashes))))
+    return {content_hash: item_id for content_hash, item_id in found}
+
+
+def _outcomes(writes: list[Write], item_ids: dict[str, int], new_items: set[int], added: set[str]) -> list[Outcome]:
+    """Stored for the arrival that brought new content, Duplicate for later new arrivals of it,
+    Redelivered for an arrival already recorded (also when a batch repeats an arrival)."""
+    outcomes: list[Outcome] = []
+    unclaimed_keys, unclaimed_items = set(added), set(new_items)
+    for write in writes:
+        first_arrival = write.arrival.key in unclaimed_keys
+        unclaimed_keys.discard(write.arrival.key)
+        if isinstance(write, FailureWrite):
+            outcomes.append(Failed(write.reason) if first_arrival else Redelivered(None))
+            continue
+        item_id = item_ids[write.content_hash]
+        if not first_arrival:
+            outcomes.append(Redelivered(item_id))
+        elif item_id in unclaimed_items:
+            unclaimed_items.discard(item_id)
+            outcomes.append(Stored(item_id))
+        else:
+            outcomes.append(Duplicate(item_id))
+    return outcomes
+
+
 def save_item(session: Session, item: ParsedItem, content_hash: str, fmt: str, arrival: Arrival) -> Outcome:
     """A new item with its first origin, or one more origin on the item that holds this content."""
-    new_id = _insert_ignore(session, Item, _item_values(item, content_hash, fmt), ["content_hash"])
-    item_id = new_id or session.execute(select(Item.id).where(Item.content_hash == content_hash)).scalar_one()
-    origin_added = _insert_ignore(session, Origin, _origin_values(item_id, arrival), ["arrival_key"]) is not None
-    if new_id is not None:
-        return Stored(item_id)
-    return Duplicate(item_id) if origin_added else Redelivered(item_id)
+    return save_writes(session, [ItemWrite(item, content_hash, fmt, arrival)])[0]
 
 
 def save_failure(session: Session, arrival: Arrival, reason: str) -> Outcome:
-    values = {
+    return save_writes(session, [FailureWrite(arrival, reason)])[0]
+
+
+def _failure_values(arrival: Arrival, reason: str) -> dict[str, Any]:
+    return {
         "arrival_key": arrival.key,
         "kind": arrival.kind,
         "ref": arrival.ref,
@@ -132,13 +230,17 @@ def save_failure(session: Session, arrival: Arrival, reason: str) -> Outcome:
         "raw_sha256": arrival.raw_sha256,
         "at": utc_now(),
     }
-    added = _insert_ignore(session, Failure, values, ["arrival_key"]) is not None
-    return Failed(reason) if added else Redelivered(None)
+
+
+def keep_raw_compressed(session: Session, blobs: dict[str, tuple[int, bytes]]) -> None:
+    """Keep inputs' original bytes, each once: sha256 -> (size, zlib-compressed bytes)."""
+    now = utc_now()
+    rows = [{"sha256": sha, "size": size, "data": data, "stored_at": now} for sha, (size, data) in blobs.items()]
+    _insert_ignore_many(session, RawBlob, rows, ["sha256"], "sha256")
 
 
 def keep_raw(session: Session, sha256: str, payload: bytes) -> None:
-    values = {"sha256": sha256, "size": len(payload), "data": zlib.compress(payload, 6), "stored_at": utc_now()}
-    _insert_ignore(session, RawBlob, values, ["sha256"])
+    keep_raw_compressed(session, {sha256: (len(payload), zlib.compress(payload, 6))})
 
 
 # -- the watcher's ledger ---------------------------------------------------------------------------
@@ -148,21 +250,55 @@ def taken_file(session: Session, ref: str) -> TakenFile | None:
     return session.get(TakenFile, ref)
 
 
+# Refs per ledger query: within every driver's bound-parameter limit.
+LEDGER_CHUNK = 500
+
+
+def taken_files(session: Session, refs: list[str]) -> dict[str, TakenFile]:
+    """The ledger rows of these refs (those it has), in one query per LEDGER_CHUNK refs."""
+    found: dict[str, TakenFile] = {}
+    for start in range(0, len(refs), LEDGER_CHUNK):
+        chunk = refs[start : start + LEDGER_CHUNK]
+        found.update(
+            (row.ref, row) for row in session.execute(select(TakenFile).where(TakenFile.ref.in_(chunk))).scalars()
+        )
+    return found
+
+
+def taken_row(ref: str, size: int, mtime_ns: int, sha256: str | None, arrival_key: str | None) -> dict[str, Any]:
+    """A ledger row; with an arrival_key it stays unconfirmed until the store holds that arrival."""
+    return {
+        "ref": ref,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "sha256": sha256,
+        "arrival_key": arrival_key,
+        "confirmed": arrival_key is None,
+        "taken_at": utc_now(),
+    }
+
+
+def mark_taken_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Record many files as taken (insert, or update the row of the same ref) in bulk statements."""
+    if not rows:
+        return
+    insert = DIALECT_INSERTS.get(session.get_bind().dialect.name)
+    if insert is None:
+        for row in rows:
+            session.merge(TakenFile(**row))
+        return
+    latest = {row["ref"]: row for row in rows}  # one row per ref: a statement may not update a row twice
+    for chunk in _chunks(list(latest.values())):
+        statement = insert(TakenFile).values(chunk)
+        updated = {name: statement.excluded[name] for name in chunk[0] if name != "ref"}
+        session.execute(statement.on_conflict_do_update(index_elements=["ref"], set_=updated))
+
+
 def mark_taken(
     session: Session, ref: str, size: int, mtime_ns: int, sha256: str | None, arrival_key: str | None = None
 ) -> None:
     """Record a file as taken; with an arrival_key it stays unconfirmed until the store holds that arrival."""
-    session.merge(
-        TakenFile(
-            ref=ref,
-            size=size,
-            mtime_ns=mtime_ns,
-            sha256=sha256,
-            arrival_key=arrival_key,
-            confirmed=arrival_key is None,
-            taken_at=utc_now(),
-        )
-    )
+    mark_taken_many(session, [taken_row(ref, size, mtime_ns, sha256, arrival_key)])
 
 
 def _landed(key_column):
@@ -186,10 +322,13 @@ def unconfirmed_taken(session: Session, taken_before: datetime | None = None) ->
     query = select(TakenFile).where(TakenFile.confirmed.is_(False), TakenFile.arrival_key.is_not(None))
     if taken_before is not None:
         query = query.where(TakenFile.taken_at < taken_before)
+    rows = list(session.execute(query).scalars())
+    landed: set[str] = set()
+    for start in range(0, len(rows), LEDGER_CHUNK):
+        landed |= landed_keys(session, [row.arrival_key for row in rows[start : start + LEDGER_CHUNK]])
     missing = []
-    for taken in session.execute(query).scalars():
-        landed = session.execute(select(_landed(literal(taken.arrival_key)))).scalar_one()
-        if landed:
+    for taken in rows:
+        if taken.arrival_key in landed:
             taken.confirmed = True
         else:
             missing.append(taken)
@@ -359,3 +498,25 @@ def items_for_index(session: Session, after_id: int, limit: int) -> list[tuple[i
 def set_cluster(session: Session, item_id: int, cluster_id: int, matched: int | None, similarity: float | None) -> None:
     item = session.get(Item, item_id)
     item.cluster_id, item.matched_item_id, item.similarity = cluster_id, matched, similarity
+
+
+def unplaced_items(session: Session, item_ids: Iterable[int]) -> list[tuple[int, str]]:
+    """(id, body) of those items that have no cluster yet, in id order."""
+    ids = sorted(set(item_ids))
+    if not ids:
+        return []
+    rows = session.execute(
+        select(Item.id, Item.body).where(Item.id.in_(ids), Item.cluster_id.is_(None)).order_by(Item.id)
+    )
+    return [(item_id, body) for item_id, body in rows]
+
+
+def set_clusters(session: Session, placements: dict[int, Any]) -> None:
+    """Record many items' placements (cluster_id, matched_item_id, similarity) in one bulk UPDATE."""
+    if not placements:
+        return
+    rows = [
+        {"id": item_id, "cluster_id": p.cluster_id, "matched_item_id": p.matched_item_id, "similarity": p.similarity}
+        for item_id, p in placements.items()
+    ]
+    session.execute(update(Item), rows)

@@ -26,14 +26,16 @@ IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two ke
 
 def _file_counts(settings: Settings, url: str) -> dict[str, int]:
     """Files in the seeds folder not taken yet, and files taken whose arrival the store lacks so far."""
-    from shared.seeds import scan
+    from shared.seeds import scan_entries
 
     with session_scope(url) as session:
         taken = store.taken_signatures(session)
         unstored = store.count_unlanded(session)
     waiting = 0
     if settings.seeds_dir.is_dir():
-        waiting = sum(1 for seed in scan(settings.seeds_dir) if taken.get(seed.ref) != seed.signature)
+        waiting = sum(
+            1 for ref, _path, size, mtime in scan_entries(settings.seeds_dir) if taken.get(ref) != (size, mtime)
+        )
     return {"files_waiting": waiting, "files_unstored": unstored}
 
 

@@ -69,19 +69,22 @@ def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement
     log.info(OUTCOME_EVENTS[outcome.outcome], item_id=outcome.item_id, **fields)
 
 
-def ingest_one(raw: RawInput) -> list[store.Outcome]:
-    """Store the input, then place each new item in its near-duplicate cluster (also after a crash
-    between the two: an item without a cluster gets one when its message comes again)."""
+def ingest_batch(inputs: list[RawInput]) -> list[list[store.Outcome]]:
+    """Store every input of a message in one transaction, then place the new items in their
+    near-duplicate clusters in one call to Redis (also after a crash between the two: an item
+    without a cluster gets one when its message comes again)."""
     started = time.perf_counter()
-    store_url = get_settings().store_url
-    with session_scope(store_url) as session:
-        outcomes = pipeline.process(session, raw, _context())
-    for outcome in outcomes:
-        placement = None
-        if getattr(outcome, "item_id", None) is not None:
-            with session_scope(store_url) as session:
-                placement = pipeline.place(session, _index(), outcome.item_id)
-        log_outcome(outcome, raw, started, placement)
+    settings = get_settings()
+    prepared = [pipeline.prepare(raw, _context()) for raw in inputs]
+    outcomes = pipeline.store_batch(settings.store_url, prepared, settings.keep_raw)
+    item_ids = [o.item_id for per_input in outcomes for o in per_input if getattr(o, "item_id", None) is not None]
+    placements: dict[int, Placement] = {}
+    if item_ids:
+        with session_scope(settings.store_url) as session:
+            placements = pipeline.place_all(session, _index(), item_ids)
+    for raw, per_input in zip(inputs, outcomes):
+        for outcome in per_input:
+            log_outcome(outcome, raw, started, placements.get(getattr(outcome, "item_id", None)))
     return outcomes
 
 
@@ -165,11 +168,10 @@ def log_poll(report: PollReport) -> None:
     max_retries=None,  # a transient error never turns an input into a loss; the backoff caps the cost
 )
 def process_batch(message: dict) -> None:
-    """Ingest every input of one message; each input is its own transaction."""
+    """Ingest every input of one message: one transaction for all, each input's outcome its own."""
     try:
         batch = Batch.model_validate(message)
     except ValidationError as exc:
         log.error("message.invalid", error=str(exc).splitlines()[0])
         return
-    for raw in batch.inputs:
-        ingest_one(raw)
+    ingest_batch(batch.inputs)

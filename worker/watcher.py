@@ -1,9 +1,15 @@
 """Seeds folder -> RawInput -> queue. Takes each complete file once, across restarts.
 
-inotify (or polling, by setting) says where to look; a full scan at start and every
-`watch_rescan_seconds` finds what events missed (files dropped while stopped, a queue overflow).
-A file is complete when it was closed after writing, moved into place, or has been unchanged for
-`watch_settle_seconds`. The ledger in the store records what was taken, by size, mtime and sha256.
+inotify (or polling, by setting) says where to look, and the watcher wakes on each event; a full
+scan at start and every `watch_rescan_seconds` (on a thread of its own, so it never holds up new
+files) finds what events missed: files dropped while stopped, a queue overflow.
+A file is complete when it was closed after writing, moved into place (also from outside the
+folder), or has been unchanged for `watch_settle_seconds`. The ledger in the store records what was
+taken, by size, mtime and sha256.
+
+Under a burst, one pass takes every complete file: one ledger query for all of them, messages of up
+to `watch_batch_files` files and `watch_batch_bytes` bytes, one ledger transaction. A file dropped
+alone goes alone, within `watch_batch_wait_ms` of its event.
 """
 
 from __future__ import annotations
@@ -11,28 +17,48 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 from kombu.exceptions import OperationalError as BrokerError
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from shared import store
 from shared.db import session_scope
 from shared.messages import Batch, RawInput, file_arrival_id, sha256_hex
-from shared.seeds import SeedFile, scan, seed_file
+from shared.seeds import SeedFile, scan, scan_entries, seed_file
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-TICK_SECONDS = 0.2
+IDLE_WAKE_SECONDS = 0.25  # how soon a stop request is noticed when no event comes
 RESEND_GRACE_SECONDS = 5.0
 SEND_RETRY_SECONDS = 5.0
+PACKS_PER_PASS = 10  # a pass records its files in the ledger at least every this many messages
+# The events that say where to look; the others (opened, closed without writing: our own reads) are
+# not even asked of the kernel.
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+]
 Send = Callable[[Batch], None]
 QueueIdle = Callable[[], bool]
 
@@ -52,13 +78,25 @@ class EventRelay(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type == "moved":
-            self.hints.put(("dir" if event.is_directory else "ready", Path(event.dest_path)))
+            # Renamed within the folder, or moved in from outside it (no source then): complete.
+            # Moved out of the folder (no destination): nothing to take.
+            if event.dest_path:
+                self.hints.put(("dir" if event.is_directory else "ready", Path(event.dest_path)))
         elif event.event_type == "created":
             self.hints.put(("dir" if event.is_directory else "settle", Path(event.src_path)))
         elif event.event_type == "modified" and not event.is_directory:
             self.hints.put(("settle", Path(event.src_path)))
         elif event.event_type == "closed":
             self.hints.put(("ready", Path(event.src_path)))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A complete file read and ready to send."""
+
+    seed: SeedFile
+    payload: bytes
+    digest: str
 
 
 class Watcher:
@@ -70,48 +108,103 @@ class Watcher:
         self.hints: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: dict[Path, Pending] = {}
         self.retry_send_at = 0.0
+        self.scanner: threading.Thread | None = None
+        self.next_rescan = 0.0
 
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        observer = PollingObserver(timeout=1) if self.settings.watch_polling else Observer()
-        observer.schedule(EventRelay(self.hints), str(self.root), recursive=True)
+        observer = self._observer()
+        observer.schedule(EventRelay(self.hints), str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
         observer.start()
         log.info("watcher.started", seeds_dir=str(self.root), polling=self.settings.watch_polling)
         try:
-            self.rescan()
-            next_rescan = time.monotonic() + self.settings.watch_rescan_seconds
+            self.start_rescan()
             while not stop.is_set():
+                first = self.next_hint(self.seconds_to_next_duty())
+                if first is not None:
+                    self.linger()
+                    self.handle(*first)
                 self.drain_hints()
-                if time.monotonic() >= next_rescan:
-                    self.rescan()
-                    next_rescan = time.monotonic() + self.settings.watch_rescan_seconds
-                self.take_settled()
-                stop.wait(TICK_SECONDS)
+                self.rescan_duties()
+                self.take_ready()
         finally:
             observer.stop()
             observer.join()
             log.info("watcher.stopped", pending=len(self.pending))
 
-    def drain_hints(self) -> None:
-        while True:
-            try:
-                hint, path = self.hints.get_nowait()
-            except queue.Empty:
-                return
-            if hint == "dir":
-                self.note_all(scan(self.root, under=path))
-            else:
-                self.note(path, ready=hint == "ready")
+    def _observer(self):
+        if self.settings.watch_polling:
+            return PollingObserver(timeout=1)
+        try:
+            # Full events: a file moved in from outside the folder arrives as a move with no source,
+            # not as a created event (which would make it wait to settle).
+            return Observer(generate_full_events=True)
+        except TypeError:  # an observer of another platform, without that option
+            return Observer()
 
-    def rescan(self) -> None:
+    def seconds_to_next_duty(self) -> float:
+        """Until the earliest of: a pending file settling, the next re-scan, a send retry."""
+        now = time.monotonic()
+        duties = [now + IDLE_WAKE_SECONDS, self.next_rescan]
+        if now < self.retry_send_at:
+            duties.append(self.retry_send_at)
+        elif self.pending:
+            settle = self.settings.watch_settle_seconds
+            duties.append(min(p.since + (0 if p.ready else settle) for p in self.pending.values()))
+        return max(0.0, min(duties) - now)
+
+    def next_hint(self, seconds: float) -> tuple[str, object] | None:
+        """The next hint, waiting at most `seconds` for one."""
+        try:
+            return self.hints.get(timeout=seconds) if seconds > 0 else self.hints.get_nowait()
+        except queue.Empty:
+            return None
+
+    def linger(self) -> None:
+        """A burst's events come close together: wait a few milliseconds for more, so they travel packed."""
+        deadline = time.monotonic() + self.settings.watch_batch_wait_ms / 1000
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.001))
+
+    def drain_hints(self) -> None:
+        while (hint := self.next_hint(0)) is not None:
+            self.handle(*hint)
+
+    def handle(self, hint: str, subject) -> None:
+        if hint == "dir":
+            self.note_all(scan(self.root, under=subject))
+        elif hint == "scanned":
+            self.note_all([subject])  # a SeedFile the re-scan found untaken
+        else:
+            self.note(subject, ready=hint == "ready")
+
+    # -- the periodic re-scan --------------------------------------------------------------------
+
+    def start_rescan(self) -> None:
+        """Walk the folder on a thread of its own: what it finds arrives as hints, like events."""
+        self.scanner = threading.Thread(target=self._rescan, name="rescan", daemon=True)
+        self.scanner.start()
+
+    def _rescan(self) -> None:
         with session_scope(self.settings.store_url) as session:
             taken = store.taken_signatures(session)
-        untaken = [seed for seed in scan(self.root) if taken.get(seed.ref) != seed.signature]
-        log.debug("watcher.rescan", untaken=len(untaken))
-        self.note_all(untaken)
-        self.resend_lost()
+        untaken = 0
+        for ref, path, size, mtime_ns in scan_entries(self.root):
+            if taken.get(ref) != (size, mtime_ns):
+                untaken += 1
+                self.hints.put(("scanned", SeedFile(ref, Path(path), size, mtime_ns)))
+        log.debug("watcher.rescan", untaken=untaken, taken=len(taken))
+
+    def rescan_duties(self) -> None:
+        """After a re-scan ends: resend what was lost; when the period is up, start the next one."""
+        if self.scanner is not None and not self.scanner.is_alive():
+            self.scanner = None
+            self.next_rescan = time.monotonic() + self.settings.watch_rescan_seconds
+            self.resend_lost()
+        if self.scanner is None and time.monotonic() >= self.next_rescan:
+            self.start_rescan()
 
     def resend_lost(self) -> None:
         """Send again what was taken but never reached the store, once the queue has nothing left.
@@ -141,11 +234,14 @@ class Watcher:
             store.save_failure(session, arrival, reason)
             log.error("input.failed", origin=taken.ref, reason=reason, outcome="failed")
             return
-        if sha256_hex(payload) != taken.sha256:
+        digest = sha256_hex(payload)
+        if digest != taken.sha256:
             return  # changed since: the scan takes the new content as a new arrival
         log.warning("watcher.resent", origin=taken.ref, reason="sent but never stored")
-        if self._send(seed, payload, taken.sha256):
+        if self._send_pack([Outgoing(seed, payload, digest)]):
             taken.taken_at = datetime.now(UTC)
+
+    # -- what is pending -------------------------------------------------------------------------
 
     def note_all(self, seeds) -> None:
         settled_before = time.time() - self.settings.watch_settle_seconds
@@ -161,10 +257,10 @@ class Watcher:
         still_ready = known is not None and known.ready and known.signature == seed.signature
         self.pending[path] = Pending(seed.signature, time.monotonic(), ready or still_ready)
 
-    def take_settled(self) -> None:
-        if time.monotonic() < self.retry_send_at:
-            return
+    def complete_files(self) -> list[SeedFile]:
+        """Pending files that are complete now; drops those gone, restarts the clock of those changed."""
         now = time.monotonic()
+        complete = []
         for path, pending in list(self.pending.items()):
             seed = seed_file(self.root, path)
             if seed is None:
@@ -172,73 +268,127 @@ class Watcher:
             elif seed.signature != pending.signature:
                 self.pending[path] = Pending(seed.signature, now, False)
             elif pending.ready or now - pending.since >= self.settings.watch_settle_seconds:
-                if not self.take(seed):
-                    return  # the broker is away: keep everything pending and try again shortly
-                del self.pending[path]
+                complete.append(seed)
+        return complete
 
-    # -- taking one file -------------------------------------------------------------------------
+    # -- taking files ----------------------------------------------------------------------------
 
-    def take(self, seed: SeedFile) -> bool:
-        """Enqueue one complete file unless the ledger has it. False when the broker refused it."""
+    def take_ready(self) -> None:
+        """Take every complete file: one ledger query, packed messages, one ledger write per pass."""
+        if time.monotonic() < self.retry_send_at:
+            return
+        complete = self.complete_files()
+        step = self.settings.watch_batch_files * PACKS_PER_PASS
+        for start in range(0, len(complete), step):
+            if not self.take_pass(complete[start : start + step]):
+                return  # the broker is away: keep the rest pending and try again shortly
+
+    def take_pass(self, seeds: list[SeedFile]) -> bool:
+        """Take these files; False when the broker refused a message (the files not sent stay pending)."""
         with session_scope(self.settings.store_url) as session:
-            known = store.taken_file(session, seed.ref)
-            if known is not None and (known.size, known.mtime_ns) == seed.signature:
-                return True
-            if seed.size > self.settings.max_file_bytes:
-                self._refuse(
-                    session, seed, f"too large: {seed.size} bytes exceeds the {self.settings.max_file_bytes} byte limit"
-                )
-                return True
-            try:
-                payload = seed.path.read_bytes()
-            except FileNotFoundError:
-                return True  # gone before we could read it: nothing to take
-            except OSError as exc:
-                self._refuse(session, seed, f"unreadable: {exc.strerror or exc}")
-                return True
-            if len(payload) != seed.size:
-                self.note(seed.path, ready=False)  # still being written after all
-                return True
-            digest = sha256_hex(payload)
-            if known is not None and known.sha256 == digest:
-                store.mark_taken(session, seed.ref, seed.size, seed.mtime_ns, digest)  # touched, not changed
-                return True
-            if not self._send(seed, payload, digest):
-                return False
-            store.mark_taken(
-                session,
-                seed.ref,
-                seed.size,
-                seed.mtime_ns,
-                digest,
-                arrival_key=file_arrival_id(seed.ref, digest) + ":0",
-            )
-        return True
+            known = store.taken_files(session, [seed.ref for seed in seeds])
+        outgoing, ledger, failures = self.sort_out(seeds, known)
+        sent_all = True
+        for pack in self.packs(outgoing):
+            if not self._send_pack(pack):
+                sent_all = False
+                break
+            ledger += [_ledger_row(o.seed, o.digest, file_arrival_id(o.seed.ref, o.digest) + ":0") for o in pack]
+        with session_scope(self.settings.store_url) as session:
+            store.save_writes(session, failures)
+            store.mark_taken_many(session, ledger)
+        for row in ledger:
+            self.pending.pop(self.root / row["ref"], None)
+        return sent_all
 
-    def _send(self, seed: SeedFile, payload: bytes, digest: str) -> bool:
-        raw = RawInput.from_bytes(
-            payload, kind="file", ref=seed.ref, mtime=seed.mtime_ns / 1e9, arrival_id=file_arrival_id(seed.ref, digest)
-        )
+    def sort_out(
+        self, seeds: list[SeedFile], known: dict[str, store.TakenFile]
+    ) -> tuple[list[Outgoing], list[dict], list[store.FailureWrite]]:
+        """What each complete file needs: sending, only a ledger update, or a failure record."""
+        outgoing, ledger, failures = [], [], []
+        for seed in seeds:
+            taken = known.get(seed.ref)
+            if taken is not None and (taken.size, taken.mtime_ns) == seed.signature:
+                self.pending.pop(seed.path, None)  # taken already
+                continue
+            payload, refusal = self._read(seed)
+            if refusal is not None:
+                failures.append(store.FailureWrite(_refused_arrival(seed), refusal))
+                ledger.append(_ledger_row(seed, None, None))
+                log.warning("input.failed", origin=seed.ref, reason=refusal, outcome="failed")
+            elif payload is not None:  # else gone, or still being written after all
+                digest = sha256_hex(payload)
+                if taken is not None and taken.sha256 == digest:
+                    ledger.append(_ledger_row(seed, digest, None))  # touched, not changed
+                else:
+                    outgoing.append(Outgoing(seed, payload, digest))
+        return outgoing, ledger, failures
+
+    def _read(self, seed: SeedFile) -> tuple[bytes | None, str | None]:
+        """The file's bytes, or a reason to refuse it; (None, None) when there is nothing to take yet."""
+        if seed.size > self.settings.max_file_bytes:
+            return None, f"too large: {seed.size} bytes exceeds the {self.settings.max_file_bytes} byte limit"
         try:
-            self.send(Batch(inputs=[raw]))
+            payload = seed.path.read_bytes()
+        except FileNotFoundError:
+            self.pending.pop(seed.path, None)  # gone before we could read it: nothing to take
+            return None, None
+        except OSError as exc:
+            return None, f"unreadable: {exc.strerror or exc}"
+        if len(payload) != seed.size:
+            self.note(seed.path, ready=False)  # still being written after all
+            return None, None
+        return payload, None
+
+    def packs(self, outgoing: list[Outgoing]) -> Iterator[list[Outgoing]]:
+        """Messages bounded by file count and bytes; a file larger than the byte bound goes alone."""
+        pack: list[Outgoing] = []
+        size = 0
+        for one in outgoing:
+            too_big = size + len(one.payload) > self.settings.watch_batch_bytes
+            if pack and (len(pack) >= self.settings.watch_batch_files or too_big):
+                yield pack
+                pack, size = [], 0
+            pack.append(one)
+            size += len(one.payload)
+        if pack:
+            yield pack
+
+    def _send_pack(self, pack: list[Outgoing]) -> bool:
+        inputs = [
+            RawInput.from_bytes(
+                o.payload,
+                kind="file",
+                ref=o.seed.ref,
+                mtime=o.seed.mtime_ns / 1e9,
+                arrival_id=file_arrival_id(o.seed.ref, o.digest),
+                sha256=o.digest,
+            )
+            for o in pack
+        ]
+        try:
+            self.send(Batch(inputs=inputs))
         except (BrokerError, OSError) as exc:
-            log.error("watcher.send_failed", origin=seed.ref, error=str(exc).splitlines()[0])
+            log.error("watcher.send_failed", origin=pack[0].seed.ref, files=len(pack), error=str(exc).splitlines()[0])
             self.retry_send_at = time.monotonic() + SEND_RETRY_SECONDS
             return False
-        log.info("watcher.taken", origin=seed.ref, size=seed.size, sha256=digest)
+        for o in pack:
+            log.info("watcher.taken", origin=o.seed.ref, size=o.seed.size, sha256=o.digest, batch=len(pack))
         return True
 
-    def _refuse(self, session, seed: SeedFile, reason: str) -> None:
-        arrival = store.Arrival(
-            key=file_arrival_id(seed.ref, f"{seed.size}:{seed.mtime_ns}") + ":0",
-            kind="file",
-            ref=seed.ref,
-            entry_id=None,
-            seen_at=datetime.now(UTC),
-        )
-        store.save_failure(session, arrival, reason)
-        store.mark_taken(session, seed.ref, seed.size, seed.mtime_ns, None)
-        log.warning("input.failed", origin=seed.ref, reason=reason, outcome="failed")
+
+def _ledger_row(seed: SeedFile, digest: str | None, arrival_key: str | None) -> dict:
+    return store.taken_row(seed.ref, seed.size, seed.mtime_ns, digest, arrival_key)
+
+
+def _refused_arrival(seed: SeedFile) -> store.Arrival:
+    return store.Arrival(
+        key=file_arrival_id(seed.ref, f"{seed.size}:{seed.mtime_ns}") + ":0",
+        kind="file",
+        ref=seed.ref,
+        entry_id=None,
+        seen_at=datetime.now(UTC),
+    )
 
 
 def _read_or_none(seed: SeedFile | None) -> bytes | None:
