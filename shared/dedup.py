@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.fingerprint import BANDS, band_keys, compact, minhash
+from shared.fingerprint import band_keys, compact, minhash
 
 BUCKET_SHARDS = 1 << 16  # a bucket is 64 bits: 16 pick the key, 48 are the field
 ITEMS_PER_KEY = 256
@@ -27,20 +27,21 @@ COMPACT_HASH_ENTRIES = 512
 
 # Many items in one call (one round trip for a whole message), each placed in turn, so a near-copy
 # later in the call sees the ones before it, exactly as if they had come one call each.
-# KEYS: per item, BANDS bucket keys then the item's own record key.
-# ARGV: minimum matching bytes, BANDS, then per item: item id, signature, mode ("claim" | "restore"),
-#       restore cluster id, BANDS bucket fields.
+# Keys are built inside the script from compact arguments (five per item, not thirty): encoding
+# arguments is most of a call's cost on the client. This needs a single Redis, not a cluster.
+# ARGV: minimum matching bytes, then per item: item id, signature, mode ("claim" | "restore"),
+#       restore cluster id, its BANDS buckets as "shard:field" separated by spaces.
 # Returns per item: cluster id, matched item id (0: none), matching bytes (-1: not compared).
 CLAIM = """
 local needed = tonumber(ARGV[1])
-local bands = tonumber(ARGV[2])
 local result = {}
 
-local function place(key_base, arg_base)
-  local item = ARGV[arg_base + 1]
-  local signature = ARGV[arg_base + 2]
-  local mode = ARGV[arg_base + 3]
-  local own_key = KEYS[key_base + bands + 1]
+local function record_key(item)
+  return 'nd:i:' .. math.floor(tonumber(item) / %(per_key)d)
+end
+
+local function place(item, signature, mode, restore_cluster, bucket_list)
+  local own_key = record_key(item)
   local sig_bytes = #signature
   local function cluster_of(record)
     return tonumber(string.sub(record, sig_bytes + 1))
@@ -51,16 +52,21 @@ local function place(key_base, arg_base)
     return cluster_of(existing), 0, -1
   end
 
+  local buckets = {}
+  for shard, field in string.gmatch(bucket_list, '(%%d+):(%%d+)') do
+    table.insert(buckets, {'nd:b:' .. shard, field})
+  end
+
   local cluster, matched, best = tonumber(item), 0, -1
   if mode == 'restore' then
-    cluster = tonumber(ARGV[arg_base + 4])
+    cluster = tonumber(restore_cluster)
   else
     local seen = {}
-    for i = 1, bands do
-      local candidate = redis.call('HGET', KEYS[key_base + i], ARGV[arg_base + 4 + i])
+    for _, bucket in ipairs(buckets) do
+      local candidate = redis.call('HGET', bucket[1], bucket[2])
       if candidate and not seen[candidate] then
         seen[candidate] = true
-        local record = redis.call('HGET', 'nd:i:' .. math.floor(tonumber(candidate) / %(per_key)d), candidate)
+        local record = redis.call('HGET', record_key(candidate), candidate)
         if record then
           local same = 0
           for p = 1, sig_bytes do
@@ -76,16 +82,15 @@ local function place(key_base, arg_base)
     if best < needed then cluster, matched = tonumber(item), 0 end
   end
 
-  for i = 1, bands do
-    redis.call('HSETNX', KEYS[key_base + i], ARGV[arg_base + 4 + i], item)
+  for _, bucket in ipairs(buckets) do
+    redis.call('HSETNX', bucket[1], bucket[2], item)
   end
   redis.call('HSET', own_key, item, signature .. cluster)
   return cluster, matched, best
 end
 
-local count = (#ARGV - 2) / (4 + bands)
-for n = 0, count - 1 do
-  local cluster, matched, best = place(n * (bands + 1), 2 + n * (4 + bands))
+for n = 2, #ARGV, 5 do
+  local cluster, matched, best = place(ARGV[n], ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4])
   table.insert(result, cluster)
   table.insert(result, matched)
   table.insert(result, best)
@@ -101,17 +106,13 @@ class Placement:
     similarity: float | None
 
 
-def _bucket_args(signature) -> tuple[list[str], list[str]]:
-    keys, fields = [], []
-    for band, bucket in enumerate(band_keys(signature)):
-        keys.append(f"nd:b:{bucket % BUCKET_SHARDS}")
-        # One integer (band in the top bits): Redis stores integer fields in a few bytes.
-        fields.append(str((band << 48) | (bucket // BUCKET_SHARDS)))
-    return keys, fields
-
-
-def _item_key(item_id: int) -> str:
-    return f"nd:i:{item_id // ITEMS_PER_KEY}"
+def _bucket_list(signature) -> str:
+    """The item's BANDS buckets as "shard:field ...": key `nd:b:<shard>`, field `<field>`."""
+    # The field is one integer (band in the top bits): Redis stores integer fields in a few bytes.
+    return " ".join(
+        f"{bucket % BUCKET_SHARDS}:{(band << 48) | (bucket // BUCKET_SHARDS)}"
+        for band, bucket in enumerate(band_keys(signature))
+    )
 
 
 def matches_needed(threshold: float) -> int:
@@ -154,16 +155,13 @@ class NearDuplicateIndex:
         """Place many items in one atomic call, in the order given: the result for each, in that order."""
         if not placings:
             return []
-        keys: list[str] = []
-        args: list[object] = [self.needed, BANDS]
+        args: list[object] = [self.needed]
         for placing in placings:
             signature = minhash(placing.body)
-            bucket_keys, fields = _bucket_args(signature)
             restoring = placing.restore_cluster_id is not None
-            keys += [*bucket_keys, _item_key(placing.item_id)]
             args += [placing.item_id, compact(signature), "restore" if restoring else "claim"]
-            args += [placing.restore_cluster_id or 0, *fields]
-        flat = self.script(keys=keys, args=args)
+            args += [placing.restore_cluster_id or 0, _bucket_list(signature)]
+        flat = self.script(keys=[], args=args)
         return [_placement(*flat[n : n + 3]) for n in range(0, len(flat), 3)]
 
     def claim(self, item_id: int, body: str) -> Placement:
