@@ -99,6 +99,7 @@ def test_kill_9_of_the_workers_loses_and_duplicates_nothing(deployment):
     items = deployment.export()
     assert len(items) == 300 and all(len(item["origins"]) == 1 for item in items)
     assert deployment.status()["duplicates"] == 0
+    assert max(json.loads(line)["batch"] for line in taken_lines(deployment)) > 1, "no batch was killed mid-way"
 
 
 def test_a_message_the_broker_lost_is_sent_again(deployment):
