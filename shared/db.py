@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,7 +75,8 @@ def init_schema(url: str) -> None:
     """Create missing tables and record the schema version; safe when several processes start at once."""
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            _create_schema(get_engine(url))
+            with _sqlite_schema_lock(url):
+                _create_schema(get_engine(url))
             return
         except (OperationalError, IntegrityError) as exc:
             # SQLite has no advisory lock: two processes may both find a table (or the version row)
@@ -83,6 +85,24 @@ def init_schema(url: str) -> None:
             lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
             if not lost_race or attempt == SCHEMA_ATTEMPTS - 1:
                 raise
+
+
+@contextmanager
+def _sqlite_schema_lock(url: str) -> Iterator[None]:
+    """SQLite runs DDL outside a transaction, so `ingest up`, its children and a command started at
+    the same moment could each find a table missing: a lock file beside the database serialises them."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        yield
+        return
+    lock_path = Path(f"{parsed.database}.schema-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _create_schema(engine: Engine) -> None:

@@ -302,3 +302,18 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
     tasks = {line["task_id"] for line in outcome_lines if line.get("task") == "ingest.process"}
     assert f'ingest_task_seconds_count{{task="ingest.process"}} {len(tasks)}.0' in text
     assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text
+
+
+def test_wait_counts_a_file_the_watcher_holds_until_it_settles(deployment):
+    """A file still being written is pending by the watcher's own account, then lands and is not."""
+    deployment.env["INGEST_WATCH_SETTLE_SECONDS"] = "3"
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
+    deployment.drain()
+    with open(deployment.seeds / "open.txt", "w") as handle:
+        handle.write("A story still being written\n\nIts first paragraph is here.\n")
+        handle.flush()
+        wait_until(lambda: deployment.status()["pending_detail"]["files_waiting"] == 1, 10, "the watcher to hold it")
+        assert deployment.run("wait", "--timeout", "0.5", check=False).returncode == 1
+    deployment.drain()
+    assert [item["title"] for item in deployment.export()] == ["A story still being written"]

@@ -192,3 +192,26 @@ def queue_counts(client: redis.Redis, queues: tuple[str, ...]) -> dict[str, int]
         pipe.hlen(UNACKED_HASH)
         *lengths, unacked = pipe.execute()
     return {"queued": sum(lengths), "in_flight": unacked}
+
+
+# The watcher's own account of the files it holds, for `ingest wait` and `status`: it sees every
+# event and walks the folder at start, so while it runs it knows better, and far sooner, than a
+# walk of a large folder would. Expires unless renewed, so a stopped watcher is never believed.
+WATCHER_STATE_KEY = "ingest:watcher"
+WATCHER_STATE_SECONDS = 5
+
+
+def publish_watcher_state(client: redis.Redis, waiting: int, starting: bool) -> None:
+    """The files the watcher holds (noticed, not yet sent), and whether its first walk of the folder is on."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(WATCHER_STATE_KEY, mapping={"waiting": waiting, "starting": int(starting)})
+        pipe.expire(WATCHER_STATE_KEY, WATCHER_STATE_SECONDS)
+        pipe.execute()
+
+
+def watcher_waiting(client: redis.Redis) -> int | None:
+    """Files a running watcher holds (its first walk counting as one more), or None when none runs."""
+    state = client.hgetall(WATCHER_STATE_KEY)
+    if not state:
+        return None
+    return int(state[b"waiting"]) + int(state[b"starting"])

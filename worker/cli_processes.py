@@ -90,7 +90,19 @@ def watch() -> None:
     app = celery_app(url)
     stop = threading.Event()
     stop_on_signals(stop)
-    Watcher(settings, send=lambda batch: send(app, batch), queue_idle=lambda: _queue_idle(client)).run(stop)
+    Watcher(
+        settings,
+        send=lambda batch: send(app, batch),
+        queue_idle=lambda: _queue_idle(client),
+        report=lambda waiting, starting: _report_watcher_state(client, waiting, starting),
+    ).run(stop)
+
+
+def _report_watcher_state(client: redis.Redis, waiting: int, starting: bool) -> None:
+    try:
+        broker.publish_watcher_state(client, waiting, starting)
+    except redis.exceptions.RedisError:
+        pass  # unsaid, the state expires: `ingest wait` then reads the folder itself
 
 
 def _queue_idle(client: redis.Redis) -> bool:

@@ -25,24 +25,29 @@ IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two ke
 WAIT_POLL_SECONDS = 0.1
 
 
-def _file_counts(settings: Settings, url: str) -> dict[str, int]:
+def _file_counts(settings: Settings, url: str, redis_url: str) -> dict[str, int]:
     """Files in the seeds folder not taken yet, and files taken whose arrival the store lacks so far."""
+    with session_scope(url) as session:
+        unstored = store.count_unlanded(session)
+    waiting = broker.watcher_waiting(broker.connect(redis_url))
+    if waiting is None:  # no watcher runs: the folder itself says what waits
+        waiting = _untaken_in_folder(settings, url)
+    return {"files_waiting": waiting, "files_unstored": unstored}
+
+
+def _untaken_in_folder(settings: Settings, url: str) -> int:
     from shared.seeds import scan_entries
 
+    if not settings.seeds_dir.is_dir():
+        return 0
     with session_scope(url) as session:
         taken = store.taken_signatures(session)
-        unstored = store.count_unlanded(session)
-    waiting = 0
-    if settings.seeds_dir.is_dir():
-        waiting = sum(
-            1 for ref, _path, size, mtime in scan_entries(settings.seeds_dir) if taken.get(ref) != (size, mtime)
-        )
-    return {"files_waiting": waiting, "files_unstored": unstored}
+    return sum(1 for ref, _path, size, mtime in scan_entries(settings.seeds_dir) if taken.get(ref) != (size, mtime))
 
 
 def _pending(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
     counts = broker.queue_counts(broker.connect(redis_url), queues())
-    return counts | _file_counts(settings, store_url)
+    return counts | _file_counts(settings, store_url, redis_url)
 
 
 def pending_total(detail: dict[str, int]) -> int:
@@ -121,22 +126,13 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
     with broker.broker_url(settings) as redis_url:
         idle_readings = 0
         while idle_readings < IDLE_READINGS_NEEDED:
-            pending = _pending_queue_first(settings, store_url, redis_url)
+            pending = _pending(settings, store_url, redis_url)
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
             if idle_readings < IDLE_READINGS_NEEDED:
                 if time.monotonic() >= deadline:
                     typer.echo(f"error: still pending after {timeout:g}s: {json.dumps(pending)}", err=True)
                     raise typer.Exit(1)
                 time.sleep(WAIT_POLL_SECONDS)
-
-
-def _pending_queue_first(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
-    """What is pending, reading the seeds folder and the ledger only once the queues are empty:
-    while work is queued the answer is known, and a folder of 100,000 files costs a second to read."""
-    counts = broker.queue_counts(broker.connect(redis_url), queues())
-    if any(counts.values()):
-        return counts | {"files_waiting": 0, "files_unstored": 0}
-    return counts | _file_counts(settings, store_url)
 
 
 def _parse_since(value: str) -> datetime:

@@ -59,8 +59,10 @@ WATCHED_EVENTS = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
+STATE_RENEW_SECONDS = 1.0
 Send = Callable[[Batch], None]
 QueueIdle = Callable[[], bool]
+Report = Callable[[int, bool], None]  # (files held, first walk of the folder still on)
 
 
 @dataclass
@@ -100,8 +102,11 @@ class Outgoing:
 
 
 class Watcher:
-    def __init__(self, settings: Settings, send: Send, queue_idle: QueueIdle) -> None:
+    def __init__(self, settings: Settings, send: Send, queue_idle: QueueIdle, report: Report | None = None) -> None:
         self.settings = settings
+        self.report = report
+        self.reported: tuple[tuple[int, bool], float] | None = None
+        self.started_scan = False
         self.root = settings.seeds_dir
         self.send = send
         self.queue_idle = queue_idle
@@ -129,10 +134,22 @@ class Watcher:
                 self.drain_hints()
                 self.rescan_duties()
                 self.take_ready()
+                self.report_state()
         finally:
             observer.stop()
             observer.join()
             log.info("watcher.stopped", pending=len(self.pending))
+
+    def report_state(self) -> None:
+        """Say what the watcher holds whenever it changes (at once, so `ingest wait` never reads an
+        old zero) and at least every STATE_RENEW_SECONDS (the state expires when not renewed)."""
+        if self.report is None:
+            return
+        state = (len(self.pending) + self.hints.qsize(), not self.started_scan)
+        now = time.monotonic()
+        if self.reported is None or self.reported[0] != state or now - self.reported[1] >= STATE_RENEW_SECONDS:
+            self.report(*state)
+            self.reported = (state, now)
 
     def _observer(self):
         if self.settings.watch_polling:
@@ -201,6 +218,7 @@ class Watcher:
         """After a re-scan ends: resend what was lost; when the period is up, start the next one."""
         if self.scanner is not None and not self.scanner.is_alive():
             self.scanner = None
+            self.started_scan = True
             self.next_rescan = time.monotonic() + self.settings.watch_rescan_seconds
             self.resend_lost()
         if self.scanner is None and time.monotonic() >= self.next_rescan:
