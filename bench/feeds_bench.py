@@ -1,0 +1,131 @@
+"""(d) Feeds: 50 feeds of 100 entries each on a loopback HTTP server, all due at once, entries/s.
+
+The feeds are subscribed with `ingest feeds add URL` (with INGEST_FEEDS_ALLOW_PRIVATE=true, since
+they live on 127.0.0.1) once, into a template store, and parked (next poll far ahead) so that
+`ingest up` can start and become idle first; each run starts on a copy of that store. The clock
+starts when one UPDATE makes every feed due now; the scheduler's next tick claims them all. It stops
+when `ingest wait` returns, started once the server has answered every feed (before then the queue
+can be empty between a tick and the fetches it queues); every entry must then be stored.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, update
+
+from bench.corpus import Writer, feed_entry
+from bench.site import BenchError, Site, flush_redis, replace_sqlite, wait_for
+from bench.stats import Section, median, ratio, runs_text, say
+from bench.suite import Context
+from shared.models import Feed, Origin
+from tests.feedserver import FeedServer, Route, rss
+
+PARKED = timedelta(days=365)
+ADD_PARALLEL = 2  # `ingest feeds add` is mostly interpreter start-up: two at a time on two cores
+
+
+def serve_feeds(server: FeedServer, feeds: int, entries: int) -> list[str]:
+    writer = Writer(300)
+    urls = []
+    for feed in range(feeds):
+        items = [feed_entry(writer.story(feed * entries + n), f"feed{feed}-entry{n}") for n in range(entries)]
+        server.routes[f"/feeds/{feed}.xml"] = Route(body=rss(f"Loopback News {feed}", items))
+        urls.append(server.url(f"/feeds/{feed}.xml"))
+    return urls
+
+
+def answered(server: FeedServer) -> int:
+    with server.lock:
+        return sum(1 for seen in server.requests if seen.status == 200)
+
+
+def subscribe(site: Site, urls: list[str]) -> None:
+    """Every feed through the command a user types, then parked so that none is due yet."""
+    with ThreadPoolExecutor(ADD_PARALLEL) as pool:
+        list(pool.map(lambda url: site.ingest("feeds", "add", url, "--every", "1d"), urls))
+    set_next_poll(site.store_url, datetime.now(UTC) + PARKED)
+
+
+def set_next_poll(store_url: str, when: datetime) -> None:
+    engine = create_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(update(Feed.__table__).values(next_poll=when))
+    engine.dispose()
+
+
+def stored_entries(site: Site) -> int:
+    origins = Origin.__table__
+    with site.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(origins).where(origins.c.kind == "feed")).scalar()
+
+
+def feeds_once(context: Context, template: Path, server: FeedServer, expected: int) -> tuple[float, float, Counter]:
+    flush_redis(context.redis_url)
+    with server.lock:
+        server.requests.clear()
+    with tempfile.TemporaryDirectory(dir=context.scratch) as folder:
+        env = {"INGEST_FEEDS_ALLOW_PRIVATE": "true"}
+        with Site(Path(folder), context.redis_url, env=env) as site:
+            replace_sqlite(template, Path(folder) / "data" / "ingest.db")
+            site.start(context.options.concurrency)
+            started = time.time()
+            set_next_poll(site.store_url, datetime.now(UTC))
+            feeds = len(server.routes)
+            wait_for(lambda: answered(server) >= feeds, context.options.timeout, "every feed to be fetched", 0.05)
+            finished = site.wait_idle(context.options.timeout)
+            stored = stored_entries(site)
+            if stored != expected:
+                raise BenchError(f"{expected} feed entries served, {stored} stored")
+            return expected / (finished - started), expected / (site.last_commit() - started), site.log_problems()
+
+
+def make_template(context: Context, folder: Path, urls: list[str]) -> Path:
+    with Site(folder, context.redis_url, env={"INGEST_FEEDS_ALLOW_PRIVATE": "true"}) as site:
+        subscribe(site, urls)
+    database = folder / "data" / "ingest.db"
+    template = folder / "feeds-template.db"
+    shutil.copyfile(database, template)
+    return template
+
+
+def run(context: Context) -> Section:
+    options = context.options
+    expected = options.feeds * options.entries
+    section = Section(f"(d) feeds: {options.feeds} feeds of {options.entries} entries on loopback, all due at once")
+    server = FeedServer().start()
+    try:
+        urls = serve_feeds(server, options.feeds, options.entries)
+        with tempfile.TemporaryDirectory(dir=context.scratch) as folder:
+            template = make_template(context, Path(folder), urls)
+            rates, commits, problems = [], [], Counter()
+            for number in range(options.runs):
+                rate, commit_rate, logged = feeds_once(context, template, server, expected)
+                rates.append(rate)
+                commits.append(commit_rate)
+                problems += logged
+                say(f"feeds run {number + 1}: {rate:,.0f} entries/s to wait, {commit_rate:,.0f} to last commit")
+    finally:
+        server.stop()
+    base = context.baseline.rate if context.baseline else None
+    section.lines += [
+        "RSS 2.0 from a stdlib ThreadingHTTPServer on 127.0.0.1 (tests/feedserver.py), entries with a guid, a link, "
+        "a date and four paragraphs of escaped HTML; subscribed with `ingest feeds add`; SQLite; default scheduler "
+        f"tick (1 s). Clock from making every feed due to `ingest wait` returning. Median of {options.runs} runs.",
+        "",
+    ]
+    section.table(
+        ["figure", "median", "vs no-op baseline", "runs"],
+        [
+            ["entries/s to `ingest wait`", f"{median(rates):,.0f}", ratio(median(rates), base), runs_text(rates)],
+            ["entries/s to last commit", f"{median(commits):,.0f}", ratio(median(commits), base), runs_text(commits)],
+        ],
+    )
+    section.problems = problems
+    return section
