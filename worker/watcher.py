@@ -14,6 +14,7 @@ alone goes alone, within `watch_batch_wait_ms` of its event.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -202,6 +203,7 @@ class Watcher:
     def start_rescan(self) -> None:
         """Walk the folder on a thread of its own: what it finds arrives as hints, like events."""
         self.scanner = threading.Thread(target=self._rescan, name="rescan", daemon=True)
+        self.next_rescan = math.inf  # none is due while one runs: the loop must not spin waiting for it
         self.scanner.start()
 
     def _rescan(self) -> None:
