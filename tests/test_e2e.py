@@ -306,7 +306,7 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
 
 def test_wait_counts_a_file_the_watcher_holds_until_it_settles(deployment):
     """A file still being written is pending by the watcher's own account, then lands and is not."""
-    deployment.env["INGEST_WATCH_SETTLE_SECONDS"] = "3"
+    deployment.env["INGEST_WATCH_SETTLE_SECONDS"] = "60"  # held open: only the close makes it complete
     deployment.start("--concurrency", "1")
     wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
     deployment.drain()
