@@ -13,38 +13,42 @@ import zlib
 
 import numpy as np
 
-QUOTES = str.maketrans(
-    {
-        "‘": "'",
-        "’": "'",
-        "‚": "'",
-        "‛": "'",
-        "′": "'",
-        "`": "'",
-        "´": "'",
-        "“": '"',
-        "”": '"',
-        "„": '"',
-        "‟": '"',
-        "″": '"',
-        "«": '"',
-        "»": '"',
-        "‐": "-",
-        "‑": "-",
-        "‒": "-",
-        "–": "-",
-        "—": "-",
-        "―": "-",
-        "−": "-",
-        "…": "...",
-    }
-)
-WHITE_SPACE = re.compile(r"\s+")
+QUOTE_STYLES = {
+    "‘": "'",
+    "’": "'",
+    "‚": "'",
+    "‛": "'",
+    "′": "'",
+    "`": "'",
+    "´": "'",
+    "“": '"',
+    "”": '"',
+    "„": '"',
+    "‟": '"',
+    "″": '"',
+    "«": '"',
+    "»": '"',
+    "‐": "-",
+    "‑": "-",
+    "‒": "-",
+    "–": "-",
+    "—": "-",
+    "―": "-",
+    "−": "-",
+    "…": "...",
+}
+# str.translate would look every character up (about 0.1 µs each); a regex finds the few that change.
+QUOTE_STYLE = re.compile("[" + "".join(map(re.escape, QUOTE_STYLES)) + "]")
+
+
+def _plain_quotes(text: str) -> str:
+    return QUOTE_STYLE.sub(lambda match: QUOTE_STYLES[match.group()], text)
 
 
 def canonical(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).translate(QUOTES).casefold()
-    return WHITE_SPACE.sub(" ", folded).strip()
+    folded = _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
+    # split() and the regex \s agree on what white space is; split and join is the faster of the two.
+    return " ".join(folded.split())
 
 
 def content_hash(title: str, body: str) -> str:

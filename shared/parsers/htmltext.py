@@ -14,6 +14,8 @@ import lxml.html
 LINE, PARA = 1, 2
 BULLETS = ("-", "—", "–", "•", "*", "·")
 SPACE_RUN = re.compile(r"[ \t\r\n\f\v]+")
+BLANK_RUN = re.compile(r"\n{3,}")
+HTML_TAG = re.compile(r"<(p|br|div|span|a|em|strong|b|i|ul|ol|li|h[1-6]|img|blockquote|table)\b[^>]*>", re.IGNORECASE)
 
 HTML_RULES = {
     **dict.fromkeys(
@@ -100,7 +102,7 @@ class _Writer:
     def result(self) -> str:
         text = "".join("\n\n" if p == PARA else "\n" if p == LINE else p for p in self.parts)
         lines = [line.strip() for line in text.split("\n")]
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+        return BLANK_RUN.sub("\n\n", "\n".join(lines)).strip()
 
 
 def _tag(element) -> str | None:
@@ -152,4 +154,4 @@ def xml_element_to_text(element) -> str:
 
 def looks_like_html(text: str) -> bool:
     """Whether a text field holds markup rather than plain text."""
-    return bool(re.search(r"<(p|br|div|span|a|em|strong|b|i|ul|ol|li|h[1-6]|img|blockquote|table)\b[^>]*>", text, re.I))
+    return bool(HTML_TAG.search(text))

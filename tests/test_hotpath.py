@@ -1,0 +1,167 @@
+"""The pure hot path's shortcuts change no result: ftfy skipped only where it would change nothing,
+language detected on a bounded sample, the canonical form computed the faster way."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+
+import ftfy
+import pytest
+from ftfy.badness import MOJIBAKE_CATEGORIES
+
+from shared.decode import FTFY_CONFIG, decode_text, needs_ftfy
+from shared.fingerprint import QUOTE_STYLES, canonical
+from shared.normalise import LANGUAGE_SAMPLE_CHARS, _language_identifier, detect_language, language_sample
+from shared.parsers import ParsedItem
+from shared.pipeline import Context, Derived, derive
+from shared.settings import Settings
+from tests.conftest import FIXTURES, SAMPLE
+from tests.corpus import CORPUS
+
+CONTEXT = Context.from_settings(Settings(_env_file=None))
+RULES = CONTEXT.rules
+# The content hash of every held-out entry (None: an entry that fails), as computed before the shortcuts.
+HELD_OUT_HASHES = {
+    "berlin.html": ["76459d8075b361e01450405e44a31a60a8392eb8f4d5f5dc314d7574eeab149b"],
+    "coffee.txt": ["871c3277488494222f15c30664006f8703924c97707a12a732a7816aa7b2ea94"],
+    "farm.rdf": ["ae4ab771c18165befb04f0fc650debe5809016c672c46299ef285123acc3879c"],
+    "harbour.htm": ["ea847d8df9c97b4cab2e07102a22f03cabfe377605103ebd520174ba01130722"],
+    "nighttrain.txt": ["a5694b13646d7e103f1b082c5909bdf8f55722fc204216e9bbe5ea6dbef870e7"],
+    "notes.json": [
+        "16c136cc8b740cb91b7937b58c01d3325cb0935eebff1dd4ba4b44d9d2e5b7f2",
+        "883733b4fdb4d8f3a0b17a511bb6727d82d6e833de41cd9ccdcfb4406e1be935",
+    ],
+    "observatory.atom": [
+        "6ff4e1a9b49f3ae1ec7555ed11221e483d7378c4426d3673561f2c1f87f249c8",
+        "ddb6e0053fcd765b37de238d0724ebafd9034f85e347aa1e40e5c665882b2105",
+    ],
+    "pair.json": [
+        "c6ff5d7ec6af4e5402b603901e065071f22d5ca8d3a8f1a21a763cddc3c1c981",
+        "843c1257a4dd975b2979576be852ceaae86f3c894780e1ae10bf161beb32262b",
+    ],
+    "recette.md": ["9e417c9838661a344cb4aa108bccc716d11088a48f4537224220bd023488a572"],
+    "release-notes.markdown": ["b5098e77444b272d6a71f49dd64c9895ecbbe521226340e9bf65edfed1a681df"],
+    "storm.txt.gz": ["c6d67d267d28862d802791a06d8638652d186fc5818836f191e803e235a93c04"],
+    "stream.jsonl": [
+        "11d990ed34351c13b4c4adc8a3f544619f584b764d5aad59564f84857114139b",
+        None,
+        "ce0644309d3f7000a89984fc5e009c6c7189c473a4b3e782eb89cd26a8827a56",
+    ],
+    "wire.json": ["8de006c306541c025f22045e1671ce8a7a49f80f3f60a75e9c38ec96db6a75c8"],
+}
+
+
+def _mojibake_alphabet() -> list[str]:
+    """Every character ftfy's mojibake detector knows, some it does not, and ASCII around them."""
+    chars = set("aAzZ .,?!1_-\n\t'\"e\u0301") | set("中文日本語ЖжΩω√≈‚Ä€вЂβāГўВЂ×²³ØÙà°\ufb01")
+    for category in MOJIBAKE_CATEGORIES.values():
+        for match in re.finditer(r"(.)-(.)|(.)", category, re.DOTALL):
+            first, last = (match.group(1), match.group(2)) if match.group(1) else (match.group(3),) * 2
+            chars.update(chr(code) for code in range(ord(first), ord(last) + 1))
+    return sorted(chars)
+
+
+@pytest.mark.parametrize(
+    ("broken", "repaired"),
+    [
+        ("The cafÃ© on the square opened.\n", "The café on the square opened.\n"),
+        ("He said â€œnoâ€\x9d and left.\n", "He said “no” and left.\n"),
+        ("Le dÃ©jeuner est servi Ã\xa0 midi.\n", "Le déjeuner est servi à midi.\n"),
+    ],
+)
+def test_real_mojibake_is_still_repaired(broken, repaired):
+    """Text that ftfy repairs goes through ftfy."""
+    assert needs_ftfy(broken)
+    assert decode_text(broken.encode()) == repaired
+
+
+@pytest.mark.parametrize(
+    "clean",
+    [
+        "“Quoted,” she said — it’s the café’s last day… 16\u00a0000 people.\n",
+        "Ünïcödé naïve façade, Straße, smörgåsbord, jalapeño.\n",
+        "北京欢迎你。東京は雨です。서울의 봄.\n",
+        "Plain ASCII only, nothing to repair here.\n",
+    ],
+)
+def test_clean_text_is_left_as_written_without_ftfy(clean):
+    """Curly quotes, dashes, accents and CJK need no repair, and ftfy is not run on them."""
+    assert not needs_ftfy(clean)
+    assert decode_text(clean.encode()) == clean
+
+
+@pytest.mark.parametrize(
+    "touched",
+    ["a \ufb01ne day\n", "one\u2028two\n", "cafe\u0301 not NFC\n", "x \x1b[31mred\x1b[0m\n", "curly \x92s\n"],
+)
+def test_what_other_ftfy_fixers_change_still_goes_through_ftfy(touched):
+    """Ligatures, line separators, text not in NFC, terminal escapes and C1 controls are ftfy's to fix."""
+    assert needs_ftfy(touched)
+    assert ftfy.fix_text(touched, FTFY_CONFIG) != touched
+
+
+def test_ftfy_is_skipped_only_where_it_would_change_nothing():
+    """Random strings of the characters mojibake is made of: a skipped string is one ftfy leaves alone."""
+    rng = random.Random(20)
+    alphabet = _mojibake_alphabet()
+    skipped = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) if rng.random() < 0.6 else rng.choice("abc de.") for _ in range(8))
+        if not needs_ftfy(text):
+            skipped += 1
+            assert ftfy.fix_text(text, FTFY_CONFIG) == text, repr(text)
+    assert skipped > 5_000  # the shortcut is taken often, so the check above means something
+
+
+def test_the_sample_article_skips_ftfy():
+    """The shipped sample (curly quotes, dashes, a no-break space) is clean: no ftfy on the hot path."""
+    assert not needs_ftfy(SAMPLE.read_text())
+
+
+def test_language_sample_is_bounded_and_cut_between_words():
+    text = " ".join(["word"] * 2000)
+    sample = language_sample(text)
+    assert len(sample) <= LANGUAGE_SAMPLE_CHARS and text.startswith(sample) and sample.endswith("word")
+    assert language_sample("short text") == "short text"
+    assert language_sample("字" * 5000) == "字" * LANGUAGE_SAMPLE_CHARS  # no spaces: cut at the limit
+
+
+def _long_document(language_paragraphs: list[str]) -> ParsedItem:
+    return ParsedItem(title="A long report", body="\n\n".join(language_paragraphs * 3))
+
+
+@pytest.mark.parametrize("fixture", ["berlin.html", "recette.md"])
+def test_a_long_documents_language_is_the_same_from_the_sample_or_the_whole(fixture):
+    """English, German and French documents far longer than the sample: the same language either way."""
+    english = [p for story in CORPUS["stories"] for p in story["paragraphs"]]
+    [foreign] = derive(fixture, (FIXTURES / "heldout" / fixture).read_bytes(), CONTEXT)
+    for item in (_long_document(english), _long_document([foreign.item.body] * 20)):
+        assert len(item.body) > 4 * LANGUAGE_SAMPLE_CHARS
+        whole_language, confidence = _language_identifier().classify(f"{item.title}\n{item.body}")
+        assert confidence >= RULES.language_min_confidence
+        assert detect_language(item, RULES).language == whole_language
+
+
+def _old_canonical(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).translate(str.maketrans(QUOTE_STYLES)).casefold()
+    return re.sub(r"\s+", " ", folded).strip()
+
+
+def test_canonical_form_is_unchanged():
+    """The regex quote replacement and split/join give what translate and a \\s+ regex gave."""
+    texts = [SAMPLE.read_text(), "  “A” ‘b’ — c – d … e\u2003f\u00a0g\u3000h\n\ti  ", "ＦＵＬＬ ﬁ ½", "", " "]
+    rng = random.Random(4)
+    alphabet = [*QUOTE_STYLES, *" \t\n\u00a0\u2009\u3000\x1c\x85", *"aZ9é中-"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(30)) for _ in range(2000)]
+    for text in texts:
+        assert canonical(text) == _old_canonical(text), repr(text)
+
+
+@pytest.mark.parametrize("name", sorted(HELD_OUT_HASHES))
+def test_held_out_content_hashes_are_unchanged(name):
+    """Identity is forever: every held-out entry keeps the content hash it had."""
+    derived = derive(name, (FIXTURES / "heldout" / name).read_bytes(), CONTEXT)
+    got = [entry.content_hash.removeprefix("sha256:") if isinstance(entry, Derived) else None for entry in derived]
+    assert got == HELD_OUT_HASHES[name]
