@@ -32,8 +32,8 @@ LONE_WIRE = re.compile(r"^\((?P<paren>[A-Z][\w.&' -]{1,40})\)$|^(?P<caps>[A-Z]{2
 NOT_AN_OUTLET = re.compile(r"[,;:!?]|\.$")  # a clause or a sentence, not a name
 LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 # py3langid's cost grows with the text (about 0.5 µs a character); its answer settles long before
-# 600 characters (some 90 words): the title and lead of an article.
-LANGUAGE_SAMPLE_CHARS = 600
+# 1,000 characters (some 150 words): the title and lead of an article, past a page's stray head markup.
+LANGUAGE_SAMPLE_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,12 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
+def _tidy_lines(text: str) -> str:
+    """_tidy_line on every line: split() and the regex \\s agree on white space, and a line holds no \\n,
+    so splitting and joining each line gives the same at a fraction of two regex passes a line."""
+    return "\n".join(" ".join(line.split()) for line in _lines(INVISIBLE.sub("", text)))
+
+
 def to_nfc(item: ParsedItem, rules: Rules) -> ParsedItem:
     nfc = lambda value: value and unicodedata.normalize("NFC", value)  # noqa: E731
     return item.but(title=nfc(item.title), body=nfc(item.body), source=nfc(item.source), author=nfc(item.author))
@@ -66,7 +72,7 @@ def to_nfc(item: ParsedItem, rules: Rules) -> ParsedItem:
 
 def tidy_spaces(item: ParsedItem, rules: Rules) -> ParsedItem:
     """One plain space between words, none at line ends; line breaks are kept."""
-    body = "\n".join(_tidy_line(line) for line in _lines(item.body))
+    body = _tidy_lines(item.body)
     title = _tidy_line(item.title.replace("\n", " "))
     source = item.source and _tidy_line(item.source)
     return item.but(title=title, body=body, source=source or None)
@@ -83,9 +89,22 @@ def take_article_source(item: ParsedItem, rules: Rules) -> ParsedItem:
     return item.but(body="\n".join(kept), source=item.source or named[-1])
 
 
+def _is_boilerplate(line: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
+    return any(pattern.fullmatch(line) for pattern in patterns)
+
+
+@lru_cache(maxsize=16)
+def _blank_is_boilerplate(patterns: tuple[re.Pattern[str], ...]) -> bool:
+    return _is_boilerplate("", patterns)
+
+
 def drop_boilerplate(item: ParsedItem, rules: Rules) -> ParsedItem:
     """Whole lines matching a boilerplate pattern (share prompts, newsletter and cookie lines) go."""
-    kept = [line for line in _lines(item.body) if not any(p.fullmatch(line) for p in rules.boilerplate)]
+    # Half the lines are the blank ones between paragraphs: asked about once, not once a line.
+    keep_blank = not _blank_is_boilerplate(rules.boilerplate)
+    kept = [
+        line for line in _lines(item.body) if (keep_blank if not line else not _is_boilerplate(line, rules.boilerplate))
+    ]
     return item.but(body="\n".join(kept))
 
 
