@@ -62,8 +62,10 @@ class Failed:
 Outcome = Stored | Duplicate | Redelivered | Failed
 
 
-def _insert_ignore_many(session: Session, model: type, rows: list[dict[str, Any]], keys: list[str], returning: str):
-    """INSERT … ON CONFLICT DO NOTHING for many rows at once: the `returning` column of the rows added.
+def _insert_ignore_many(
+    session: Session, model: type, rows: list[dict[str, Any]], keys: list[str], *returning: str
+) -> list[tuple]:
+    """INSERT … ON CONFLICT DO NOTHING for many rows at once: the `returning` columns of the rows added.
 
     One statement executed with many parameter sets: SQLAlchemy's "insertmanyvalues" sends them as
     multi-row INSERTs from one cached compilation, several times cheaper than building a VALUES list.
@@ -72,21 +74,22 @@ def _insert_ignore_many(session: Session, model: type, rows: list[dict[str, Any]
         return []
     insert = DIALECT_INSERTS.get(session.get_bind().dialect.name)
     if insert is None:
-        return [value for row in rows if (value := _insert_ignore_portable(session, model, row, returning)) is not None]
+        return [added for row in rows if (added := _insert_ignore_portable(session, model, row, returning)) is not None]
     table = model.__table__
     # RETURNING, not rowcount: some drivers report -1 rows for ON CONFLICT statements.
-    statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.columns[returning])
-    return list(session.connection().execute(statement, rows).scalars())
+    columns = [table.columns[name] for name in returning]
+    statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(*columns)
+    return [tuple(row) for row in session.connection().execute(statement, rows)]
 
 
 def _insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> Any:
     """One row: the new row's primary key, or None when the row was there."""
     key = model.__table__.primary_key.columns.values()[0].key
     added = _insert_ignore_many(session, model, [values], keys, key)
-    return added[0] if added else None
+    return added[0][0] if added else None
 
 
-def _insert_ignore_portable(session: Session, model: type, values: dict[str, Any], key: str) -> Any:
+def _insert_ignore_portable(session: Session, model: type, values: dict[str, Any], returning: tuple[str, ...]):
     # For databases without ON CONFLICT: a savepoint turns the unique violation into "already there".
     try:
         with session.begin_nested():
@@ -94,7 +97,7 @@ def _insert_ignore_portable(session: Session, model: type, values: dict[str, Any
             session.add(row)
     except IntegrityError:
         return None
-    return getattr(row, key)
+    return tuple(getattr(row, name) for name in returning)
 
 
 def _item_values(item: ParsedItem, content_hash: str, fmt: str) -> dict[str, Any]:
@@ -155,9 +158,9 @@ def save_writes(session: Session, writes: list[Write]) -> list[Outcome]:
     new_ids = _insert_items(session, items)
     item_ids = new_ids | _existing_item_ids(session, {w.content_hash for w in items} - new_ids.keys())
     origin_rows = [_origin_values(item_ids[w.content_hash], w.arrival) for w in items]
-    added = set(_insert_ignore_many(session, Origin, origin_rows, ["arrival_key"], "arrival_key"))
+    added = {key for (key,) in _insert_ignore_many(session, Origin, origin_rows, ["arrival_key"], "arrival_key")}
     failure_rows = [_failure_values(w.arrival, w.reason) for w in failures]
-    added |= set(_insert_ignore_many(session, Failure, failure_rows, ["arrival_key"], "arrival_key"))
+    added |= {key for (key,) in _insert_ignore_many(session, Failure, failure_rows, ["arrival_key"], "arrival_key")}
     return _outcomes(writes, item_ids, set(new_ids.values()), added)
 
 
@@ -166,11 +169,9 @@ def _insert_items(session: Session, writes: list[ItemWrite]) -> dict[str, int]:
     rows: dict[str, dict[str, Any]] = {}
     for write in writes:
         rows.setdefault(write.content_hash, _item_values(write.item, write.content_hash, write.format))
-    added = _insert_ignore_many(session, Item, list(rows.values()), ["content_hash"], "id")
-    if not added:
-        return {}
-    found = session.execute(select(Item.content_hash, Item.id).where(Item.id.in_(added)))
-    return {content_hash: item_id for content_hash, item_id in found}
+    # RETURNING both: which content each new id holds, without reading the rows back.
+    added = _insert_ignore_many(session, Item, list(rows.values()), ["content_hash"], "content_hash", "id")
+    return dict(added)
 
 
 def _existing_item_ids(session: Session, hashes: set[str]) -> dict[str, int]:
