@@ -13,10 +13,7 @@ from shared.metrics import TASK_SECONDS
 from shared.normalise import warm_up
 from shared.logging import configure_logging, configured_process
 from shared.settings import Settings, get_settings
-from worker.broker import running_redis_url
-
-QUEUE = "ingest"
-FEEDS_QUEUE = "feeds"  # polls apart from files, so a burst of files never delays a feed
+from worker.broker import FEEDS_QUEUE, QUEUE, running_redis_url
 
 
 def celery_config(settings: Settings, broker_url: str | None) -> dict:
@@ -66,10 +63,14 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
     }
 
 
-def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
+def create_app(settings: Settings, broker_url: str | None = None, with_tasks: bool = True) -> Celery:
+    """The app; `with_tasks=False` for processes that only send tasks by name (the watcher, the
+    scheduler, `ingest submit`): they need not import the pipeline, a second of CPU and tens of MB each."""
     app = Celery("ingest", set_as_current=True)
     app.conf.update(celery_config(settings, broker_url or running_redis_url(settings)))
-    app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+    if with_tasks:
+        # Lazily: imported when a worker starts (before its pool forks), not by whoever imports this.
+        app.autodiscover_tasks(["worker"], related_name="tasks")
     return app
 
 
@@ -82,14 +83,16 @@ def _use_our_logging(**_kwargs) -> None:
 
 
 @signals.worker_init.connect
-def _ensure_schema(**_kwargs) -> None:
+def _ensure_schema_and_warm_up(**_kwargs) -> None:
     init_schema(get_settings().store_url)
+    # Load the language model once, before the pool forks: every pool process inherits it
+    # (its pages shared), instead of each loading its own copy before its first task.
+    warm_up()
 
 
 @signals.worker_process_init.connect
 def _warm_up(**_kwargs) -> None:
-    # Load the language model in each pool process before its first task, not during it.
-    warm_up()
+    warm_up()  # a no-op where the model came with the fork; loads it where the pool does not fork
 
 
 _task_started: dict[str, float] = {}

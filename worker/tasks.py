@@ -23,6 +23,7 @@ from shared.parsers import format_name
 from shared.polling import PollReport, poll_feed
 from shared.messages import Batch, RawInput
 from shared.settings import get_settings
+from worker.broker import QUEUE
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +90,6 @@ def ingest_batch(inputs: list[RawInput]) -> list[list[store.Outcome]]:
 
 
 def send_batch(batch: Batch) -> None:
-    from worker.app import QUEUE
-
     current_app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
 
 
