@@ -304,6 +304,22 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
     assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text
 
 
+def test_wait_counts_files_the_watcher_has_not_heard_of_yet(deployment):
+    """A burst renamed in while the watcher is behind on its events: `wait` must not call that idle."""
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
+    deployment.drain()
+    [watcher] = [p for p in psutil.Process(deployment.up_process.pid).children() if "watch" in p.cmdline()]
+    watcher.suspend()  # behind on its events, its last word still "nothing held"
+    try:
+        copy_sample(deployment.seeds)
+        assert deployment.run("wait", "--timeout", "1", check=False).returncode == 1
+    finally:
+        watcher.resume()
+    deployment.drain()
+    assert len(deployment.export()) == 1
+
+
 def test_wait_counts_a_file_the_watcher_holds_until_it_settles(deployment):
     """A file still being written is pending by the watcher's own account, then lands and is not."""
     deployment.env["INGEST_WATCH_SETTLE_SECONDS"] = "60"  # held open: only the close makes it complete
