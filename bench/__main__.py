@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -104,9 +105,17 @@ def run_all(chosen: list[str], options: Options) -> list[str]:
     return parts
 
 
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     from bench.machine import header
 
+    # Stopped by SIGTERM or a closed terminal: unwind, so that every `ingest up` and Redis it
+    # started is stopped by its context manager (SIGKILL is covered by PR_SET_PDEATHSIG).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     chosen, options, save = parse(sys.argv[1:])
     command = "python -m bench " + shlex.join(sys.argv[1:])
     started = datetime.now(UTC)

@@ -21,6 +21,7 @@ from bench.corpus import ROOT
 from bench.site import flush_redis, wait_for
 from bench.stats import Baseline, Section, median, percentile, runs_text, say
 from bench.suite import Context
+from worker.lifetime import die_with_parent
 
 LATENCY_MESSAGES = 200
 LATENCY_SPACING = 0.02
@@ -31,7 +32,9 @@ def start_worker(redis_url: str, concurrency: int) -> subprocess.Popen:
     argv = [sys.executable, "-m", "celery", "-A", "bench.noop_app", "worker", "--concurrency", str(concurrency)]
     # The same flags `ingest up` gives its worker.
     argv += ["--without-mingle", "--without-gossip", "--loglevel", "WARNING", "--queues", noop_app.QUEUE]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
 
 
 def stop_worker(process: subprocess.Popen) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bench.corpus import ROOT, Writer, seed_article
 from shared.models import Failure, Item, Origin
+from worker.lifetime import die_with_parent
 
 CONFIG = ROOT / "config" / "settings.toml"
 # Found by the watcher's first full scan, last (the scan yields a folder's files before its subfolders,
@@ -155,6 +156,7 @@ class Site:
                 env=self.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # a killed `make bench` leaves no service running
             )
         wait_for(self._probe_stored, START_SECONDS, "`ingest up` to store the probe file", interval=0.2)
         self.wait_idle(START_SECONDS)

@@ -251,6 +251,35 @@ def test_up_runs_its_own_redis_when_none_is_set(deployment):
     assert '"up.stopped"' in deployment.log_text() and "Traceback" not in deployment.log_text()
 
 
+def _redis_servers_of(deployment: Deployment) -> list[psutil.Process]:
+    """redis-server processes on the deployment's data folder (Redis works in the folder it keeps its files in)."""
+    servers = []
+    for process in psutil.process_iter(["name", "cwd"]):
+        if process.info["name"] == "redis-server" and process.info["cwd"] == str(deployment.folder / "data"):
+            servers.append(process)
+    return servers
+
+
+def test_the_private_redis_ends_with_its_owner_however_it_ends(deployment):
+    """SIGHUP (a closed terminal) stops `ingest up` as Ctrl-C does; after SIGKILL its Redis ends too."""
+    del deployment.env["INGEST_REDIS_URL"]
+    deployment.start("--concurrency", "1")
+    wait_until(lambda: _redis_servers_of(deployment), 30, "the private Redis")
+    deployment.drain()
+    deployment.up_process.send_signal(signal.SIGHUP)
+    assert deployment.up_process.wait(60) == 0
+    deployment.up_process = None
+    assert '"up.stopped"' in deployment.log_text() and not _redis_servers_of(deployment)
+
+    deployment.start("--concurrency", "1")
+    [server] = wait_until(lambda: _redis_servers_of(deployment), 30, "the private Redis again")
+    deployment.up_process.kill()
+    deployment.up_process.wait(10)
+    deployment.up_process = None
+    server.wait(30)  # raises psutil.TimeoutExpired if it outlives its owner
+    assert not _redis_servers_of(deployment)
+
+
 def test_every_format_lands_and_the_same_article_is_one_item(deployment):
     """The article as .txt, .html, .md, .json and in an RSS feed: one item with five origins; a bad
     JSON line fails alone with its number; feed entries record their ids."""

@@ -22,6 +22,7 @@ import structlog
 
 from shared.errors import ServiceError
 from shared.settings import Settings
+from worker.lifetime import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +146,15 @@ def start_redis_server(folder: Path, persistent: bool) -> tuple[subprocess.Popen
         *("--hash-max-ziplist-entries", "512", "--daemonize", "no"),
         *(("--logfile", str(folder / "redis.log")) if persistent else ()),
     ]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session (Ctrl-C reaches its owner, which stops it last); and it ends when its owner
+    # dies without a goodbye, instead of running on orphaned on its data folder.
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     wait_for_redis(url, START_SECONDS, process)
     return process, url

@@ -8,7 +8,6 @@ private Redis last.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -19,12 +18,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from worker.lifetime import die_with_parent
+
 log = structlog.get_logger(__name__)
 
 RESTART_BACKOFF_MAX = 30.0
 STABLE_SECONDS = 30.0  # a child that ran this long before dying restarts without delay
 PRODUCER_STOP_SECONDS = 20.0
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
         self.started = time.monotonic()
         log.info("up.child_started", child=self.name, pid=self.process.pid)
 
@@ -64,13 +64,6 @@ class Child:
             return False
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if `ingest up` itself is killed, the kernel sends us SIGTERM."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def ingest_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "worker.cli", *args]
 
@@ -94,8 +87,9 @@ class Supervisor:
                 child.signal(signal.SIGKILL)
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        # A closed terminal or SSH session (SIGHUP) stops the service as Ctrl-C does, in order.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         for child in self.children:
             child.start(self.env)
         while not self.stopping.wait(0.25):
