@@ -32,11 +32,15 @@ def is_ignored(ref: str) -> bool:
 
 
 def relative_ref(root: Path, path: Path) -> str | None:
-    """`path` relative to `root` with forward slashes, or None when it lies outside."""
-    try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
-    except ValueError:
+    """`path` relative to `root` with forward slashes ("." for the root itself), or None when it lies
+    outside. On strings, not Path objects: the watcher asks this for every event of a burst."""
+    full, base = os.path.abspath(path), os.path.abspath(root)
+    if full == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if not full.startswith(prefix):
         return None
+    return full[len(prefix) :].replace(os.sep, "/")
 
 
 def seed_file(root: Path, path: Path) -> SeedFile | None:
