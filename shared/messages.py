@@ -12,7 +12,8 @@ import hashlib
 import uuid
 import zlib
 from datetime import UTC, datetime
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -85,3 +86,21 @@ class Batch(BaseModel):
 
     def to_message(self) -> dict:
         return self.model_dump(mode="json")
+
+
+T = TypeVar("T")
+
+
+def packs(items: Iterable[T], size: Callable[[T], int], max_count: int, max_bytes: int) -> Iterator[list[T]]:
+    """Consecutive packs of at most `max_count` items and `max_bytes` bytes (an item larger than that
+    travels alone): one message each."""
+    pack: list[T] = []
+    total = 0
+    for item in items:
+        if pack and (len(pack) >= max_count or total + size(item) > max_bytes):
+            yield pack
+            pack, total = [], 0
+        pack.append(item)
+        total += size(item)
+    if pack:
+        yield pack

@@ -103,9 +103,11 @@ class Settings(BaseSettings):
     watch_rescan_seconds: float = Field(
         60.0, gt=0, description="Full re-scan period; recovers events the kernel dropped"
     )
-    watch_batch_files: int = Field(100, ge=1, description="Most files the watcher packs into one message")
+    watch_batch_files: int = Field(
+        100, ge=1, description="Most files the watcher (and `ingest submit`) packs into one message"
+    )
     watch_batch_bytes: int = Field(
-        4 * MIB, ge=1, description="Most bytes (as read) the watcher packs into one message; a larger file goes alone"
+        4 * MIB, ge=1, description="Most bytes (as read) packed into one message; a larger file goes alone"
     )
     watch_batch_wait_ms: float = Field(
         3.0, ge=0, description="How long the watcher waits for more events after one, to pack a burst"

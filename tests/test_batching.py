@@ -121,3 +121,13 @@ def test_a_real_worker_stores_a_mixed_batch_once_even_when_delivered_twice(worke
     assert [(f["ref"], f["reason"]) for f in failures] == [("two.pdf", "unsupported format")]
     stored = [r for r in json_lines(worker) if r["event"] == "item.stored"]
     assert len({r["task_id"] for r in stored}) == 1, "one message, one task"
+
+
+def test_packs_are_bounded_by_count_and_bytes_and_a_large_input_goes_alone():
+    from shared.messages import packs
+
+    sizes = [10, 10, 10, 50, 10, 200, 10]
+    grouped = list(packs(sizes, lambda size: size, max_count=2, max_bytes=60))
+    assert grouped == [[10, 10], [10, 50], [10], [200], [10]]
+    assert list(packs([], len, max_count=100, max_bytes=1)) == []
+    assert [len(pack) for pack in packs(range(250), lambda _n: 1, max_count=100, max_bytes=10**9)] == [100, 100, 50]

@@ -220,15 +220,27 @@ def test_the_polling_observer_takes_files_too(deployment):
     assert '"polling": true' in deployment.log_text()
 
 
+def _queued_messages(deployment: Deployment) -> list[dict]:
+    """The task messages waiting on the ingest queue (kombu's envelope: the body is base64 JSON)."""
+    import base64
+
+    import redis
+
+    client = redis.Redis.from_url(deployment.env["INGEST_REDIS_URL"])
+    envelopes = [json.loads(raw) for raw in client.lrange("ingest", 0, -1)]
+    return [json.loads(base64.b64decode(envelope["body"]))[0][0] for envelope in envelopes]
+
+
 def test_submit_enqueues_files_from_anywhere(deployment, tmp_path):
     """`ingest submit` takes paths outside the seeds folder, recorded as given."""
     elsewhere = tmp_path / "inbox"
     elsewhere.mkdir()
     (elsewhere / "one.txt").write_text(article(1))
     copy_sample(elsewhere)
-    deployment.start("--concurrency", "1")
     result = deployment.run("submit", str(elsewhere / "one.txt"), str(elsewhere / "000_adca40b1d62e3161.txt"))
     assert "queued 2 files" in result.stdout
+    assert [len(message["inputs"]) for message in _queued_messages(deployment)] == [2]  # packed: one message
+    deployment.start("--concurrency", "1")
     deployment.drain()
     refs = sorted(origin["ref"] for item in deployment.export() for origin in item["origins"])
     assert refs == sorted([str(elsewhere / "one.txt"), str(elsewhere / "000_adca40b1d62e3161.txt")])

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +16,7 @@ import typer.main
 from shared import store
 from shared.db import session_scope
 from shared.errors import ServiceError
+from shared.messages import Batch, RawInput, packs
 from shared.settings import Settings
 from worker import broker
 from worker.cli_common import cli, open_store, queues, send, sending_app, setup, show, stderr_console
@@ -253,31 +255,37 @@ def _expand(paths: list[Path]):
             yield path.as_posix(), path
 
 
+def _submitted_inputs(paths: list[Path], max_bytes: int, problems: list[str]) -> Iterator[RawInput]:
+    """Each named file read as an input; one that cannot be read is said on stderr and left out."""
+    for ref, path in _expand(paths):
+        try:
+            if path.stat().st_size > max_bytes:
+                raise ServiceError(f"too large: more than {max_bytes} bytes")
+            payload = path.read_bytes()
+        except (OSError, ServiceError) as exc:
+            problems.append(ref)
+            typer.echo(f"error: {ref}: {getattr(exc, 'strerror', None) or exc}", err=True)
+            continue
+        yield RawInput.from_bytes(payload, kind="file", ref=ref)
+
+
 @cli.command()
 def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest now")]) -> None:
     """Enqueue these files now, wherever they are, through the same pipeline."""
-    from shared.messages import Batch, RawInput
-
     settings = setup("cli")
     store_url = open_store(settings)
-    queued, problems = 0, 0
+    queued, problems = 0, []
     with broker.broker_url(settings) as redis_url:
         broker.connect(redis_url)
         app = sending_app(redis_url)
-        for ref, path in _expand(paths):
-            try:
-                if path.stat().st_size > settings.max_file_bytes:
-                    raise ServiceError(f"too large: more than {settings.max_file_bytes} bytes")
-                payload = path.read_bytes()
-            except (OSError, ServiceError) as exc:
-                problems += 1
-                typer.echo(f"error: {ref}: {getattr(exc, 'strerror', None) or exc}", err=True)
-                continue
-            raw = RawInput.from_bytes(payload, kind="file", ref=ref)
+        inputs = _submitted_inputs(paths, settings.max_file_bytes, problems)
+        # Packed as the watcher packs a burst: one transaction and one message per pack.
+        for pack in packs(inputs, lambda raw: raw.size, settings.watch_batch_files, settings.watch_batch_bytes):
             with session_scope(store_url) as session:
-                store.record_submission(session, raw)  # first: if the message is lost, the watcher sends it again
-            send(app, Batch(inputs=[raw]))
-            queued += 1
+                for raw in pack:
+                    store.record_submission(session, raw)  # first: if the message is lost, the watcher resends it
+            send(app, Batch(inputs=pack))
+            queued += len(pack)
     typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
     if problems:
         raise typer.Exit(1)

@@ -40,7 +40,7 @@ from watchdog.observers.polling import PollingObserver
 
 from shared import store
 from shared.db import session_scope
-from shared.messages import Batch, RawInput, file_arrival_id, sha256_hex
+from shared.messages import Batch, RawInput, file_arrival_id, packs, sha256_hex
 from shared.seeds import SeedFile, scan, scan_entries, seed_file
 from shared.settings import Settings
 
@@ -362,17 +362,8 @@ class Watcher:
 
     def packs(self, outgoing: list[Outgoing]) -> Iterator[list[Outgoing]]:
         """Messages bounded by file count and bytes; a file larger than the byte bound goes alone."""
-        pack: list[Outgoing] = []
-        size = 0
-        for one in outgoing:
-            too_big = size + len(one.payload) > self.settings.watch_batch_bytes
-            if pack and (len(pack) >= self.settings.watch_batch_files or too_big):
-                yield pack
-                pack, size = [], 0
-            pack.append(one)
-            size += len(one.payload)
-        if pack:
-            yield pack
+        settings = self.settings
+        return packs(outgoing, lambda one: len(one.payload), settings.watch_batch_files, settings.watch_batch_bytes)
 
     def _send_pack(self, pack: list[Outgoing]) -> bool:
         inputs = [
