@@ -248,21 +248,6 @@ def test_submit_enqueues_files_from_anywhere(deployment, tmp_path):
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
 
 
-def test_up_runs_its_own_redis_when_none_is_set(deployment):
-    """With INGEST_REDIS_URL unset: a private Redis under data/, found by the other commands, stopped on exit."""
-    del deployment.env["INGEST_REDIS_URL"]
-    copy_sample(deployment.seeds)
-    deployment.start("--concurrency", "1")
-    wait_until(lambda: (deployment.folder / "data" / "redis.url").exists(), 30, "the private Redis")
-    deployment.drain()
-    assert deployment.status()["items"] == 1
-    assert deployment.stop() == 0
-    assert not (deployment.folder / "data" / "redis.url").exists()
-    assert (deployment.folder / "data" / "ingest.db").exists()
-    assert (deployment.folder / "data" / "appendonly.aof").exists()
-    assert '"up.stopped"' in deployment.log_text() and "Traceback" not in deployment.log_text()
-
-
 def _redis_servers_of(deployment: Deployment) -> list[psutil.Process]:
     """redis-server processes on the deployment's data folder (Redis works in the folder it keeps its files in)."""
     servers = []
@@ -272,16 +257,23 @@ def _redis_servers_of(deployment: Deployment) -> list[psutil.Process]:
     return servers
 
 
-def test_the_private_redis_ends_with_its_owner_however_it_ends(deployment):
-    """SIGHUP (a closed terminal) stops `ingest up` as Ctrl-C does; after SIGKILL its Redis ends too."""
+def test_up_runs_its_own_redis_when_none_is_set(deployment):
+    """With INGEST_REDIS_URL unset: a private Redis under data/, found by the other commands, stopped
+    on exit, SIGHUP (a closed terminal) stopping `ingest up` as Ctrl-C does; and when `ingest up` is
+    killed outright, its Redis ends too."""
     del deployment.env["INGEST_REDIS_URL"]
+    copy_sample(deployment.seeds)
     deployment.start("--concurrency", "1")
-    wait_until(lambda: _redis_servers_of(deployment), 30, "the private Redis")
+    wait_until(lambda: (deployment.folder / "data" / "redis.url").exists(), 30, "the private Redis")
     deployment.drain()
+    assert deployment.status()["items"] == 1
     deployment.up_process.send_signal(signal.SIGHUP)
     assert deployment.up_process.wait(60) == 0
     deployment.up_process = None
-    assert '"up.stopped"' in deployment.log_text() and not _redis_servers_of(deployment)
+    assert not (deployment.folder / "data" / "redis.url").exists() and not _redis_servers_of(deployment)
+    assert (deployment.folder / "data" / "ingest.db").exists()
+    assert (deployment.folder / "data" / "appendonly.aof").exists()
+    assert '"up.stopped"' in deployment.log_text() and "Traceback" not in deployment.log_text()
 
     deployment.start("--concurrency", "1")
     [server] = wait_until(lambda: _redis_servers_of(deployment), 30, "the private Redis again")
@@ -345,24 +337,9 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
     assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text
 
 
-def test_wait_counts_files_the_watcher_has_not_heard_of_yet(deployment):
-    """A burst renamed in while the watcher is behind on its events: `wait` must not call that idle."""
-    deployment.start("--concurrency", "1")
-    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
-    deployment.drain()
-    [watcher] = [p for p in psutil.Process(deployment.up_process.pid).children() if "watch" in p.cmdline()]
-    watcher.suspend()  # behind on its events, its last word still "nothing held"
-    try:
-        copy_sample(deployment.seeds)
-        assert deployment.run("wait", "--timeout", "1", check=False).returncode == 1
-    finally:
-        watcher.resume()
-    deployment.drain()
-    assert len(deployment.export()) == 1
-
-
-def test_wait_counts_a_file_the_watcher_holds_until_it_settles(deployment):
-    """A file still being written is pending by the watcher's own account, then lands and is not."""
+def test_wait_counts_the_files_the_watcher_holds_or_has_not_heard_of(deployment):
+    """A file still being written is pending by the watcher's own account, then lands and is not;
+    a file whose events the watcher has not read yet is pending too."""
     deployment.env["INGEST_WATCH_SETTLE_SECONDS"] = "60"  # held open: only the close makes it complete
     deployment.start("--concurrency", "1")
     wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
@@ -374,3 +351,15 @@ def test_wait_counts_a_file_the_watcher_holds_until_it_settles(deployment):
         assert deployment.run("wait", "--timeout", "0.5", check=False).returncode == 1
     deployment.drain()
     assert [item["title"] for item in deployment.export()] == ["A story still being written"]
+
+    # A file renamed in while the watcher is behind on its events: its last word is "nothing held",
+    # but `wait` must not call that idle.
+    [watcher] = [p for p in psutil.Process(deployment.up_process.pid).children() if "watch" in p.cmdline()]
+    watcher.suspend()
+    try:
+        copy_sample(deployment.seeds)
+        assert deployment.run("wait", "--timeout", "1", check=False).returncode == 1
+    finally:
+        watcher.resume()
+    deployment.drain()
+    assert len(deployment.export()) == 2
