@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import warnings
 
 import structlog
 
@@ -64,6 +65,16 @@ def configured_process() -> str | None:
     return _configured_for
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` replaced: a Python warning as one `python.warning` event on one line."""
+    structlog.get_logger("py.warnings").warning(
+        "python.warning",
+        category=category.__name__,
+        message=" ".join(str(message).split()),
+        origin=f"{filename}:{lineno}",
+    )
+
+
 def configure_logging(settings: Settings, process: str) -> None:
     """Route structlog and stdlib logging through one handler (plus the rotated JSON file, if set)."""
     level = logging.getLevelName(settings.log_level.upper())
@@ -85,8 +96,9 @@ def configure_logging(settings: Settings, process: str) -> None:
     root.setLevel(level)
     for name, quiet_level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(quiet_level, level))
-    # Python warnings (Celery's about running as root, deprecations) become log lines of the same shape.
-    logging.captureWarnings(True)
+    # Python warnings (Celery's about running as root, deprecations) become events of the same shape,
+    # one line each: logging's own capture would log warnings.formatwarning's several lines as one.
+    warnings.showwarning = _log_warning
 
     structlog.configure(
         processors=[
