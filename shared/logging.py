@@ -13,6 +13,7 @@ import warnings
 
 import structlog
 
+from shared.redact import mask_secrets
 from shared.settings import Settings
 
 LOG_FILE_BYTES = 10 * 1024 * 1024
@@ -49,11 +50,17 @@ def _renderer(as_json: bool) -> structlog.types.Processor:
     return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
 
+def _masked_line(_logger, _name, line: str) -> str:
+    return mask_secrets(line)
+
+
 def _formatter(as_json: bool) -> logging.Formatter:
     final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if as_json:
         final.append(structlog.processors.dict_tracebacks)
     final.append(_renderer(as_json))
+    # Last, on the rendered line: a password in any URL, in any field or traceback, never reaches a log.
+    final.append(_masked_line)
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=SHARED_PROCESSORS, processors=final)
 
 

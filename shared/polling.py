@@ -24,6 +24,7 @@ from shared.messages import Batch, RawInput, sha256_hex
 from shared.models import Feed
 from shared.parsers import EntryFailure, ParsedItem
 from shared.parsers.fields import as_text
+from shared.redact import mask_secrets
 from shared.settings import FeedPolicy
 
 ENTRIES_PER_MESSAGE = 50
@@ -89,7 +90,7 @@ def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawIn
     return RawInput.from_bytes(
         json.dumps(record, ensure_ascii=False).encode(),
         kind="feed",
-        ref=feed.url,
+        ref=mask_secrets(feed.url),  # provenance, kept and exported: never a feed's password
         entry_id=key,
         arrival_id=arrival,
         name="entry.json",
@@ -127,7 +128,7 @@ def _record_entry_failure(session: Session, feed: Feed, failure: EntryFailure) -
     arrival = store.Arrival(
         key=uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:failure").hex + ":0",
         kind="feed",
-        ref=feed.url,
+        ref=mask_secrets(feed.url),  # provenance, kept and exported: never a feed's password
         entry_id=failure.entry_id,
         seen_at=datetime.now(UTC),
     )

@@ -17,14 +17,20 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
 from shared.errors import ServiceError
+from shared.redact import mask_secrets
 from shared.settings import get_settings
 from worker import broker
 
 from worker import cli_processes, cli_state, cli_ops, cli_feeds  # noqa: F401, I001  (registered in this order)
-from worker.cli_common import cli, safe_url
+from worker.cli_common import cli
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error as one line for the user, with any password in it masked."""
+    return mask_secrets(_reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
     if isinstance(exc, ServiceError):
         return str(exc)
     if isinstance(exc, ValidationError):
@@ -35,7 +41,7 @@ def _one_line(exc: BaseException) -> str:
         return f"cannot read the settings file: {exc}"
     if isinstance(exc, DatabaseError):
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        return f"cannot use the database at {safe_url(get_settings().store_url)} ({reason})"
+        return f"cannot use the database at {get_settings().store_url} ({reason})"
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return f"cannot reach Redis ({broker.describe_redis_error(exc)})"
     if isinstance(exc, BrokerError):

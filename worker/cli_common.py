@@ -8,7 +8,6 @@ from collections.abc import Callable
 import structlog
 import typer
 import typer.main
-from sqlalchemy.engine import make_url
 
 from shared.db import init_schema
 from shared.logging import configure_logging, wants_json
@@ -80,10 +79,6 @@ def show(records: list[dict], as_json: bool, lines: Callable[[dict], list[str]],
             typer.echo(line)
     if not records:
         typer.echo(empty)
-
-
-def safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def stderr_console():

@@ -11,6 +11,7 @@ import typer.main
 
 from shared.db import session_scope
 from shared.errors import ServiceError
+from shared.redact import mask_secrets
 from shared.settings import Settings
 from worker.cli_common import cli, open_store, setup, show
 
@@ -41,7 +42,7 @@ def feeds_add(
     interval = _interval(settings, every)
     with session_scope(open_store(settings)) as session:
         feed, new = subscriptions.add_feed(session, url, interval)
-        typer.echo(f"{'added' if new else 'updated'} {feed.url} (every {every_text(interval)})")
+        typer.echo(f"{'added' if new else 'updated'} {mask_secrets(feed.url)} (every {every_text(interval)})")
 
 
 @feeds_cli.command("remove")
@@ -52,8 +53,8 @@ def feeds_remove(url: str) -> None:
     settings = setup("cli")
     with session_scope(open_store(settings)) as session:
         if not subscriptions.remove_feed(session, url):
-            raise ServiceError(f"not subscribed: {url}")
-    typer.echo(f"removed {url}")
+            raise ServiceError(f"not subscribed: {mask_secrets(url)}")
+    typer.echo(f"removed {mask_secrets(url)}")
 
 
 @feeds_cli.command("list")
@@ -86,7 +87,7 @@ def feeds_import(path: Path) -> None:
 
 @feeds_cli.command("export")
 def feeds_export() -> None:
-    """The subscriptions as OPML 2.0, on standard output."""
+    """The subscriptions as OPML 2.0, on standard output (credentials in feed URLs kept: it is a backup)."""
     from shared import subscriptions
     from shared.opml import Outline, write_opml
 
@@ -109,7 +110,12 @@ def feed_records(store_url: str) -> list[dict]:
     from shared import subscriptions
 
     with session_scope(store_url) as session:
-        return [subscriptions.feed_record(feed) for feed in subscriptions.all_feeds(session)]
+        return [_masked(subscriptions.feed_record(feed)) for feed in subscriptions.all_feeds(session)]
+
+
+def _masked(record: dict) -> dict:
+    """A feed behind basic auth is listed (in `feeds list` and `status`) without its password."""
+    return {key: mask_secrets(value) if isinstance(value, str) else value for key, value in record.items()}
 
 
 def feed_line(feed: dict) -> str:

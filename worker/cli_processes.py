@@ -12,6 +12,7 @@ import typer.main
 
 from shared.db import session_scope
 from shared.errors import ServiceError
+from shared.redact import mask_secrets
 from shared.settings import Settings
 from worker import broker
 from worker.cli_common import (
@@ -22,7 +23,6 @@ from worker.cli_common import (
     open_store,
     queues,
     quiet_args,
-    safe_url,
     send,
     sending_app,
     setup,
@@ -58,8 +58,8 @@ def up(
     metrics = _start_metrics(settings, url, env)
     log.info(
         "up.started",
-        redis_url=url,
-        store=safe_url(settings.store_url),
+        redis_url=mask_secrets(url),
+        store=mask_secrets(settings.store_url),
         seeds_dir=str(settings.seeds_dir),
         concurrency=concurrency,
     )

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import redis
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.db import get_engine, schema_version
 from shared.dedup import COMPACT_HASH_ENTRIES
 from shared.models import SCHEMA_VERSION
+from shared.redact import mask_secrets
 from shared.settings import Settings, config_file
 from worker import broker
 
@@ -29,7 +29,8 @@ class Check:
 
     def line(self) -> str:
         fix = f"\n      fix: {self.fix}" if self.fix else ""
-        return f"{self.status:<4}  {self.name}: {self.detail}{fix}"
+        # One mask over the whole line: a URL may sit in the detail, the fix or an error text.
+        return mask_secrets(f"{self.status:<4}  {self.name}: {self.detail}{fix}")
 
 
 def check_settings(settings: Settings) -> Check:
@@ -64,7 +65,7 @@ def check_redis(settings: Settings) -> Check:
 
 def check_database(settings: Settings) -> Check:
     url = settings.store_url
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = mask_secrets(url)
     try:
         tables = set(inspect(get_engine(url)).get_table_names())
         version = schema_version(url) if "schema_meta" in tables else None
