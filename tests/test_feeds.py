@@ -11,7 +11,16 @@ import pytest
 from shared import subscriptions
 from shared.db import session_scope
 from shared.durations import format_duration, parse_duration
-from shared.feeds import FetchLimits, FetchResult, check_url, UnsafeURL, fetch, next_poll
+from shared.feeds import (
+    FetchLimits,
+    FetchResult,
+    UnresolvableHost,
+    UnsafeURL,
+    check_url,
+    fetch,
+    next_poll,
+    safe_client,
+)
 from shared.models import Feed
 from shared.opml import Outline, read_opml, write_opml
 from shared.polling import poll_feed
@@ -27,7 +36,7 @@ TWO = [("a1", "First story", "The first story, told in full."), ("a2", "Second s
 
 @pytest.fixture
 def client():
-    with httpx.Client(follow_redirects=False) as http:
+    with safe_client(LIMITS) as http:
         yield http
 
 
@@ -61,13 +70,112 @@ def test_private_addresses_are_refused_unless_allowed(feed_server, client):
     """Loopback is private: refused by default, on the first hop and on every redirect hop."""
     feed_server.routes["/rss"] = Route(body=rss("News", TWO))
     strict = FetchLimits(2.0, 100_000, "ingest-test/1", allow_private=False)
-    refused = fetch(client, feed_server.url("/rss"), None, None, strict)
+    with safe_client(strict) as strict_client:
+        refused = fetch(strict_client, feed_server.url("/rss"), None, None, strict)
     assert refused.status is None and "private" in refused.error and not refused.network
     assert feed_server.hits("/rss") == []
     with pytest.raises(UnsafeURL):
         check_url("file:///etc/passwd", allow_private=True)
     with pytest.raises(UnsafeURL):
         check_url("http://169.254.169.254/latest/meta-data", allow_private=False)
+
+
+STRICT = FetchLimits(timeout=1.0, max_bytes=100_000, user_agent="ingest-test/1", allow_private=False)
+PUBLIC = "93.184.216.34"  # a global address; nothing of ours listens there
+
+
+class StandInDNS:
+    """Stands in for DNS: answers each name from a table and notes every question asked.
+
+    A name's answers are a list of lists, one per question, the last one repeated; an unknown name
+    is unresolvable, as with the system resolver.
+    """
+
+    def __init__(self, table: dict[str, list[list[str]]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    def __call__(self, host: str) -> list[str]:
+        answers = self.table.get(host)
+        self.asked.append(host)
+        if answers is None:
+            raise UnresolvableHost(f"cannot resolve {host} (no such name)")
+        return answers[min(self.asked.count(host), len(answers)) - 1]
+
+
+def _port(feed_server) -> int:
+    return feed_server.httpd.server_address[1]
+
+
+def test_a_rebinding_name_cannot_steer_the_fetch_to_loopback(feed_server):
+    """DNS answering public first and loopback after: the one checked answer is the one connected to."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    dns = StandInDNS({"rebind.example": [[PUBLIC], ["127.0.0.1"]]})
+    with safe_client(STRICT, resolve=dns) as http:
+        result = fetch(http, f"http://rebind.example:{_port(feed_server)}/rss", None, None, STRICT)
+    assert not result.ok  # the public address does not serve this feed (or cannot be reached)
+    assert feed_server.requests == []
+    assert dns.asked == ["rebind.example"]
+
+
+def test_a_pinned_connection_keeps_the_urls_host_header(feed_server):
+    """Connecting to the resolved address still sends the URL's name as Host, and asks DNS once."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    dns = StandInDNS({"feeds.example": [["127.0.0.1"]]})
+    with safe_client(LIMITS, resolve=dns) as http:
+        result = fetch(http, f"http://feeds.example:{_port(feed_server)}/rss", None, None, LIMITS)
+    assert result.ok and result.body.startswith(b"<?xml")
+    assert feed_server.hits("/rss")[0].headers["Host"] == f"feeds.example:{_port(feed_server)}"
+    assert dns.asked == ["feeds.example"]
+
+
+def test_a_name_resolving_to_loopback_is_refused_with_the_reason(feed_server):
+    """A name whose answers include a loopback address is refused before any connection, with the one-line reason."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    dns = StandInDNS({"sneaky.example": [[PUBLIC, "127.0.0.1"]]})
+    with safe_client(STRICT, resolve=dns) as http:
+        result = fetch(http, f"http://sneaky.example:{_port(feed_server)}/rss", None, None, STRICT)
+    assert result.status is None and not result.network
+    assert result.error == (
+        "sneaky.example is a private, loopback or link-local address (127.0.0.1); "
+        "set INGEST_FEEDS_ALLOW_PRIVATE=true to allow it"
+    )
+    assert feed_server.requests == [] and dns.asked == ["sneaky.example"]
+
+
+def test_every_redirect_hop_is_resolved_and_checked_on_its_own(feed_server):
+    """A redirect to another name is resolved and checked again when connecting; its refusal is the poll's error."""
+    port = _port(feed_server)
+    feed_server.routes["/hop"] = Route(status=302, headers={"Location": f"http://target.example:{port}/rss"})
+    feed_server.routes["/lost"] = Route(status=302, headers={"Location": f"http://nowhere.example:{port}/rss"})
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    table = {"start.example": [["127.0.0.1"]], "target.example": [["127.0.0.1"]]}
+    followed_dns, lost_dns = StandInDNS(table), StandInDNS(table)
+    with safe_client(LIMITS, resolve=followed_dns) as http:
+        followed = fetch(http, f"http://start.example:{port}/hop", None, None, LIMITS)
+    with safe_client(LIMITS, resolve=lost_dns) as http:
+        lost = fetch(http, f"http://start.example:{port}/lost", None, None, LIMITS)
+    assert followed.ok and feed_server.hits("/rss")[0].headers["Host"] == f"target.example:{port}"
+    assert followed_dns.asked == ["start.example", "target.example"]
+    assert lost.error == "cannot resolve nowhere.example (no such name)" and lost.network
+    assert lost_dns.asked == ["start.example", "nowhere.example"] and len(feed_server.hits("/rss")) == 1
+
+
+def test_an_address_literal_is_checked_without_asking_dns(feed_server):
+    """An IP address in the URL is checked as it is; DNS is not asked."""
+    feed_server.routes["/rss"] = Route(body=rss("News", TWO))
+    dns = StandInDNS({})
+    with safe_client(LIMITS, resolve=dns) as http:
+        assert fetch(http, feed_server.url("/rss"), None, None, LIMITS).ok
+    assert dns.asked == []
+
+
+def test_fetch_refuses_a_client_that_does_not_pin_to_the_same_rule():
+    """An ordinary httpx.Client, or a safe client allowing private addresses under strict limits, is a caller bug."""
+    with httpx.Client(follow_redirects=False) as plain, pytest.raises(TypeError, match="safe_client"):
+        fetch(plain, "http://feeds.example/rss", None, None, LIMITS)
+    with safe_client(LIMITS) as lenient, pytest.raises(TypeError, match="safe_client"):
+        fetch(lenient, "http://feeds.example/rss", None, None, STRICT)
 
 
 def test_slow_and_huge_responses_fail_the_poll_not_the_worker(feed_server, client):
@@ -134,7 +242,7 @@ def test_a_feed_hint_delays_the_next_poll_within_bounds():
 
 
 def _poll(url: str, db_url: str, sent: list, now: datetime = NOW, resend_after: float = 600):
-    with session_scope(db_url) as session, httpx.Client() as http:
+    with session_scope(db_url) as session, safe_client(LIMITS) as http:
         feed = subscriptions.find_feed(session, url)
         report = poll_feed(
             session, feed, http, LIMITS, POLICY, sent.append, now, keep_raw=True, resend_after=resend_after

@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 from functools import lru_cache
 
-import httpx
 import redis.exceptions
 import structlog
 from celery import current_app, shared_task
@@ -16,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from shared import pipeline, store, subscriptions
 from shared.db import session_scope
 from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
-from shared.feeds import MAX_REDIRECTS, FetchLimits
+from shared.feeds import MAX_REDIRECTS, FetchLimits, safe_client
 from shared.metrics import FEED_POLLS, ITEMS
 from shared.models import Feed
 from shared.parsers import format_name
@@ -121,7 +120,7 @@ def fetch_feed(feed_id: int) -> None:
         settings.feeds_user_agent,
         settings.feeds_allow_private,
     )
-    with session_scope(settings.store_url) as session, httpx.Client(follow_redirects=False) as client:
+    with session_scope(settings.store_url) as session, safe_client(limits) as client:
         feed = session.get(Feed, feed_id)
         if feed is None or not feed.enabled:
             return
