@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared import store
-from shared.db import dispose_engines, init_schema, session_scope
+from shared.db import dispose_engines, session_scope
+from shared.schema import upgrade_schema
 from shared.pipeline import Context, derive
 from shared.settings import Settings
 
@@ -74,7 +75,7 @@ def derive_for_profiling(count: int, path: Path | None = None) -> None:
 
 
 def bench_store(context: Context, url: str) -> float:
-    init_schema(url)
+    upgrade_schema(url)
     timings = []
     for round_number in range(ROUNDS):
         derived = [

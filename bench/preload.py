@@ -19,7 +19,8 @@ import redis
 from sqlalchemy import create_engine, text
 
 from bench.corpus import Writer
-from shared.db import dispose_engines, init_schema
+from shared.db import dispose_engines
+from shared.schema import upgrade_schema
 from shared.dedup import ITEMS_PER_KEY, ensure_compact_hashes
 from shared.messages import file_arrival_id, sha256_hex
 from shared.models import Item, Origin, TakenFile
@@ -89,7 +90,7 @@ def item_rows(first: int, last: int, pool: list[str]) -> Iterator[tuple[dict, di
 
 def fill_store(url: str, items: int, ledger: list[dict], pool: list[str]) -> None:
     """Bulk Core inserts (executemany), CHUNK rows a statement; the ledger's files are the first origins."""
-    init_schema(url)
+    upgrade_schema(url)
     dispose_engines()
     engine = create_engine(url)
     with engine.begin() as connection:

@@ -26,6 +26,7 @@ QUIET_LOGGERS = {
     "celery.app.trace": logging.WARNING,
     "celery.beat": logging.WARNING,  # a line per tick ("Sending due task") every second
     "kombu": logging.WARNING,
+    "alembic": logging.WARNING,  # a line per step ("Context impl", "Running upgrade"): store.migrated says it once
     "httpx": logging.WARNING,
 }
 

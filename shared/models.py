@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
-
 
 class UTCDateTime(TypeDecorator):
     """Stored as naive UTC (SQLite keeps no zone); always read back as an aware UTC datetime."""
@@ -167,10 +165,3 @@ class FeedEntry(SQLModel, table=True):
     entry_key: str = Field(max_length=2048)
     content_hash: str = Field(max_length=80)
     seen_at: datetime = _time()
-
-
-class SchemaMeta(SQLModel, table=True):
-    __tablename__ = "schema_meta"
-
-    key: str = Field(primary_key=True, max_length=64)
-    value: str

@@ -66,17 +66,18 @@ def _postgres_schema_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> Iterator[str]:
     """An empty store: a SQLite file, and (where configured) a fresh PostgreSQL schema."""
-    from shared.db import dispose_engines, init_schema
+    from shared.db import dispose_engines
+    from shared.schema import upgrade_schema
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
-        init_schema(url)
+        upgrade_schema(url)
         yield url
     else:
         if not PG_URL:
             pytest.skip("INGEST_TEST_DATABASE_URL is not set")
         for url in _postgres_schema_url():
-            init_schema(url)
+            upgrade_schema(url)
             yield url
             dispose_engines()
     dispose_engines()

@@ -34,7 +34,16 @@ def test_every_service_runs_a_real_ingest_command():
     assert commands, "no service is built from this repository"
     for name, command in commands.items():
         assert command[0] == "ingest" and command[1] in INGEST_COMMANDS, (name, command)
-    assert {command[1] for command in commands.values()} == {"watch", "worker", "beat"}
+    assert {command[1] for command in commands.values()} == {"migrate", "watch", "worker", "beat"}
+
+
+def test_every_role_waits_for_the_schema_migration_to_succeed():
+    """`migrate` runs once and exits; watcher, workers and scheduler start only after it succeeded."""
+    services = ingest_services()
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in ("watcher", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
 
 
 def test_every_variable_set_is_a_real_setting():

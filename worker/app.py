@@ -8,7 +8,7 @@ import structlog
 from celery import Celery, signals
 from kombu import Queue
 
-from shared.db import init_schema
+from shared.schema import ensure_schema
 from shared.metrics import TASK_SECONDS
 from shared.normalise import warm_up
 from shared.logging import configure_logging, configured_process
@@ -84,7 +84,7 @@ def _use_our_logging(**_kwargs) -> None:
 
 @signals.worker_init.connect
 def _ensure_schema_and_warm_up(**_kwargs) -> None:
-    init_schema(get_settings().store_url)
+    ensure_schema(get_settings().store_url)
     # Load the language model once, before the pool forks: every pool process inherits it
     # (its pages shared), instead of each loading its own copy before its first task.
     warm_up()

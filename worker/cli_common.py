@@ -9,7 +9,7 @@ import structlog
 import typer
 import typer.main
 
-from shared.db import init_schema
+from shared.schema import ensure_schema, upgrade_schema
 from shared.logging import configure_logging, wants_json
 from shared.settings import Settings, get_settings
 from worker.broker import QUEUE, QUEUES
@@ -36,9 +36,16 @@ def setup(process: str) -> Settings:
 
 
 def open_store(settings: Settings) -> str:
+    """The store, its schema checked: created when empty, refused when it needs `ingest migrate`."""
     url = settings.store_url
-    init_schema(url)
+    ensure_schema(url)
     return url
+
+
+def migrated_store(settings: Settings) -> str:
+    """The store brought to this version's schema: what `ingest up` and `ingest migrate` do first."""
+    upgrade_schema(settings.store_url)
+    return settings.store_url
 
 
 def celery_app(url: str):

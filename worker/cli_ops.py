@@ -1,4 +1,4 @@
-"""`ingest logs` and `ingest doctor`: operating the service."""
+"""`ingest logs`, `ingest doctor` and `ingest migrate`: operating the service."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer.main
 
 from shared.errors import ServiceError
 from shared.settings import get_settings
-from worker.cli_common import cli
+from worker.cli_common import cli, setup
 
 
 @cli.command()
@@ -57,3 +57,21 @@ def doctor() -> None:
         typer.echo(result.line())
     if any(result.status == "fail" for result in results):
         raise typer.Exit(1)
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the store's schema up to this version (one-shot; `ingest up` also does it at start)."""
+    from shared.migrations import HEAD
+    from shared.redact import mask_secrets
+    from shared.schema import upgrade_schema
+
+    settings = setup("cli")
+    found = upgrade_schema(settings.store_url).revision
+    store = mask_secrets(settings.store_url)
+    if found == HEAD:
+        typer.echo(f"{store} is at schema revision {HEAD}: nothing to do")
+    elif found is None:
+        typer.echo(f"{store} created at schema revision {HEAD}")
+    else:
+        typer.echo(f"{store} migrated from schema revision {found} to {HEAD}")

@@ -20,6 +20,7 @@ from worker.cli_common import (
     celery_app,
     cli,
     log,
+    migrated_store,
     open_store,
     queues,
     quiet_args,
@@ -37,7 +38,7 @@ def up(
     from worker.supervisor import Child, Supervisor, ingest_argv
 
     settings = setup("up")
-    seed_feeds(settings, open_store(settings))
+    seed_feeds(settings, migrated_store(settings))
     concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
     embedded = None
     url = settings.redis_url

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.db import get_engine, schema_version
 from shared.dedup import COMPACT_HASH_ENTRIES
-from shared.models import SCHEMA_VERSION
+from shared.errors import ServiceError
 from shared.redact import mask_secrets
+from shared.schema import schema_state
 from shared.settings import Settings, config_file
 from worker import broker
 
@@ -67,23 +66,31 @@ def check_database(settings: Settings) -> Check:
     url = settings.store_url
     shown = mask_secrets(url)
     try:
-        tables = set(inspect(get_engine(url)).get_table_names())
-        version = schema_version(url) if "schema_meta" in tables else None
+        state = schema_state(url)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return Check(
             "database", "fail", f"cannot use {shown} ({reason})", "start the database or correct INGEST_DATABASE_URL"
         )
-    if version is None:
+    except ServiceError as exc:
+        return Check("database", "fail", f"{shown}: {exc}", "point INGEST_DATABASE_URL at an ingest store")
+    if state.revision is None:
         return Check("database", "ok", f"{shown} reachable; its tables are created at the first start")
-    if version != SCHEMA_VERSION:
+    if state.behind:
         return Check(
             "database",
             "fail",
-            f"{shown} has schema version {version}, this ingest expects {SCHEMA_VERSION}",
+            f"{shown} is at schema revision {state.revision}, behind this ingest's {state.head}",
+            "run `ingest migrate` (or `ingest up`, which migrates at start)",
+        )
+    if not state.current:
+        return Check(
+            "database",
+            "fail",
+            f"{shown} is at schema revision {state.revision}, newer than this ingest knows ({state.head})",
             "upgrade ingest, or point it at a store of its own version",
         )
-    return Check("database", "ok", f"{shown}, schema version {version}")
+    return Check("database", "ok", f"{shown}, schema revision {state.revision} (current)")
 
 
 def check_seeds(settings: Settings) -> Check:
