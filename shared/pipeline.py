@@ -120,6 +120,11 @@ def prepare(raw: RawInput, context: Context) -> Prepared:
     return Prepared(raw, [_write(raw, part, one) for part, one in enumerate(derived)])
 
 
+def killed_the_worker(raw: RawInput, kills: int) -> Prepared:
+    """The failure of an input that killed the worker process handling it `kills` times: never parsed again."""
+    return Prepared(raw, [store.FailureWrite(_arrival(raw, 0, None), f"killed the worker {kills} times")])
+
+
 def store_all(session: Session, prepared: list[Prepared], keep_raw: bool) -> list[list[store.Outcome]]:
     """Store many prepared inputs in this session's one transaction; the outcomes of each input."""
     if keep_raw:

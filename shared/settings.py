@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         600, gt=0, description="Seconds before an unacknowledged message is delivered again"
     )
+    worker_kills_max: int = Field(
+        3, ge=1, description="Times an input may kill a worker process before it is recorded as a failure"
+    )
     boilerplate_patterns: list[str] = Field(
         DEFAULT_BOILERPLATE, description="Regexes of whole lines that are never body"
     )

@@ -190,6 +190,51 @@ def test_bad_files_become_failures_and_do_not_block_the_rest(deployment):
     assert deployment.status()["failed"] == 3
 
 
+POISON_HOOK = """
+# Loaded by every process of the test's deployment (sitecustomize): a parser that kills the worker
+# process, as a crash in a C extension would, whenever it meets the marker.
+import os
+
+import shared.pipeline
+
+_derive = shared.pipeline.derive
+
+
+def derive(name, payload, context):
+    if b"KILL-THE-WORKER" in payload:
+        os._exit(70)
+    return _derive(name, payload, context)
+
+
+shared.pipeline.derive = derive
+"""
+
+
+def test_an_input_that_kills_the_worker_fails_alone_after_a_bounded_number_of_deaths(deployment, tmp_path):
+    """A file whose parsing kills the worker process every time: after worker_kills_max deaths it is a
+    failure with its bytes kept, and the files it arrived with (packed in one message) all land."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(POISON_HOOK)
+    deployment.env |= {"PYTHONPATH": f"{hook}:{deployment.env['PYTHONPATH']}", "INGEST_WORKER_KILLS_MAX": "2"}
+    drop_articles(deployment.seeds, 10)
+    (deployment.seeds / "poison.txt").write_text("A story that crashes parsers\n\nKILL-THE-WORKER\n")
+    deployment.start("--concurrency", "1")
+    deployment.drain(timeout=180)
+    assert deployment.count_items() == 10
+    [failure] = json.loads(deployment.run("failures", "--json").stdout)
+    assert (failure["ref"], failure["reason"]) == ("poison.txt", "killed the worker 2 times")
+    import sqlite3
+
+    with sqlite3.connect(deployment.folder / "data" / "ingest.db") as connection:
+        [(kept,)] = connection.execute(
+            "SELECT count(*) FROM raw_blobs JOIN failures ON failures.raw_sha256 = raw_blobs.sha256"
+        ).fetchall()
+    assert kept == 1
+    # One death with the whole pack in hand, then two with the poison alone: bounded, then no more.
+    assert deployment.log_text().count("exited with 'exitcode 70'") == 3
+
+
 def test_a_file_written_slowly_is_taken_once_complete(deployment):
     """A created event comes before the writing ends: the file is taken only when it settles."""
     deployment.start("--concurrency", "1")

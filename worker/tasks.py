@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import pipeline, store, subscriptions
 from shared.db import session_scope
+from shared.deliveries import Deliveries
 from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
 from shared.feeds import MAX_REDIRECTS, FetchLimits, safe_client
 from shared.metrics import FEED_POLLS, ITEMS
@@ -69,14 +70,48 @@ def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement
     log.info(OUTCOME_EVENTS[outcome.outcome], item_id=outcome.item_id, **fields)
 
 
+@lru_cache(maxsize=1)
+def _deliveries() -> Deliveries:
+    return Deliveries(redis.Redis.from_url(current_app.conf.broker_url, socket_timeout=30))
+
+
+def ingest_message(task_id: str, inputs: list[RawInput]) -> list[list[store.Outcome]]:
+    """A message's inputs together, in one transaction; but one at a time when the message was being
+    handled by a worker process that died, so that an input that kills workers is found and fails alone."""
+    deliveries = _deliveries()
+    deaths = deliveries.start_message(task_id)
+    try:
+        if deaths == 0 and len(inputs) > 1:
+            return ingest_batch(inputs)
+        return [ingest_alone(deliveries, raw) for raw in inputs]
+    finally:
+        deliveries.end_message(task_id)
+
+
+def ingest_alone(deliveries: Deliveries, raw: RawInput) -> list[store.Outcome]:
+    """One input; a failure, its bytes kept, once it has killed worker_kills_max worker processes."""
+    kills = deliveries.start_input(raw.arrival_id)
+    try:
+        if kills >= get_settings().worker_kills_max:
+            return store_and_place([pipeline.killed_the_worker(raw, kills)], True, time.perf_counter())[0]
+        return ingest_batch([raw])[0]
+    finally:
+        deliveries.end_input(raw.arrival_id)
+
+
 def ingest_batch(inputs: list[RawInput]) -> list[list[store.Outcome]]:
-    """Store every input of a message in one transaction, then place the new items in their
+    started = time.perf_counter()
+    prepared = [pipeline.prepare(raw, _context()) for raw in inputs]
+    return store_and_place(prepared, get_settings().keep_raw, started)
+
+
+def store_and_place(prepared: list[pipeline.Prepared], keep_raw: bool, started: float) -> list[list[store.Outcome]]:
+    """Store every prepared input in one transaction, then place the new items in their
     near-duplicate clusters in one call to Redis (also after a crash between the two: an item
     without a cluster gets one when its message comes again)."""
-    started = time.perf_counter()
     settings = get_settings()
-    prepared = [pipeline.prepare(raw, _context()) for raw in inputs]
-    outcomes = pipeline.store_batch(settings.store_url, prepared, settings.keep_raw)
+    inputs = [one.raw for one in prepared]
+    outcomes = pipeline.store_batch(settings.store_url, prepared, keep_raw)
     item_ids = [o.item_id for per_input in outcomes for o in per_input if getattr(o, "item_id", None) is not None]
     placements: dict[int, Placement] = {}
     if item_ids:
@@ -158,6 +193,7 @@ def log_poll(report: PollReport) -> None:
 
 
 @shared_task(
+    bind=True,
     name="ingest.process",
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=2,
@@ -165,11 +201,11 @@ def log_poll(report: PollReport) -> None:
     retry_jitter=True,
     max_retries=None,  # a transient error never turns an input into a loss; the backoff caps the cost
 )
-def process_batch(message: dict) -> None:
+def process_batch(self, message: dict) -> None:
     """Ingest every input of one message: one transaction for all, each input's outcome its own."""
     try:
         batch = Batch.model_validate(message)
     except ValidationError as exc:
         log.error("message.invalid", error=str(exc).splitlines()[0])
         return
-    ingest_batch(batch.inputs)
+    ingest_message(self.request.id, batch.inputs)
