@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import socket
 import subprocess
 import sys
 import threading
 
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 RECORDS = [
     {"timestamp": "2026-01-01T00:00:00Z", "level": "info", "event": "item.stored", "item_id": 1, "origin": "a.txt"},
@@ -121,3 +122,26 @@ def test_logs_follow_sees_new_lines_and_a_rotation(deployment, tmp_path):
 def _append(path, record) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
+
+
+def test_a_python_warning_is_one_event_on_one_line(tmp_path):
+    """warnings.warn with a multi-line text: one python.warning JSON line, its text joined, its origin named."""
+    script = (
+        "import warnings\n"
+        "from shared.logging import configure_logging\n"
+        "from shared.settings import Settings\n"
+        "configure_logging(Settings(log_format='json'), process='cli')\n"
+        "warnings.warn('first line\\nsecond line', DeprecationWarning)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")} | {"PYTHONWARNINGS": "always"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+    [line] = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert (record["event"], record["category"], record["message"]) == (
+        "python.warning",
+        "DeprecationWarning",
+        "first line second line",
+    )
+    assert record["origin"].startswith("<string>:")

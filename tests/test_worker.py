@@ -56,9 +56,9 @@ def test_worker_logs_are_one_json_shape_written_once(worker):
     assert all({"timestamp", "level", "event"} <= set(record) for record in records)
     assert not [record["event"] for record in records if "\n" in record["event"]], "a multi-line event"
     assert any(record.get("logger", "").startswith("celery") for record in records)
-    if os.geteuid() == 0:  # Celery's warning about root: one event, its text on one line
-        [warning] = [r for r in records if r["event"] == "python.warning" and r["category"] == "SecurityWarning"]
-        assert "superuser privileges" in warning["message"] and "\n" not in warning["message"]
+    # Celery's warning about root concerns pickle, which is refused: documented once, never logged.
+    assert not [r for r in records if r.get("category") == "SecurityWarning"]
+    assert os.geteuid() != 0 or "superuser privileges" not in worker.log_text()
     [stored] = [record for record in records if record["event"] == "item.stored"]
     assert {"task_id", "item_id", "origin", "duration_ms", "outcome"} <= set(stored)
     assert stored["outcome"] == "stored" and stored["origin"] == "a.txt"

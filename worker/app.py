@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import structlog
 from celery import Celery, signals
+from celery.exceptions import SecurityWarning
 from kombu import Queue
 
 from shared.schema import ensure_schema
@@ -14,6 +16,12 @@ from shared.normalise import warm_up
 from shared.logging import configure_logging, configured_process
 from shared.settings import Settings, get_settings
 from worker.broker import FEEDS_QUEUE, QUEUE, running_redis_url
+
+# Celery warns at every start of a worker run as root. Its danger is pickle, which this app
+# refuses (JSON only, below); the README says so once, and the image runs as a user anyway.
+warnings.filterwarnings(
+    "ignore", message="You're running the worker with superuser privileges", category=SecurityWarning
+)
 
 
 def celery_config(settings: Settings, broker_url: str | None) -> dict:
