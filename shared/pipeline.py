@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -163,12 +164,58 @@ def process(session: Session, raw: RawInput, context: Context) -> list[store.Out
 
 def place_all(session: Session, index: NearDuplicateIndex, item_ids: list[int]) -> dict[int, Placement]:
     """Give each stored item without a cluster its cluster, all in one call to the index, in id order;
-    items placed already are left alone (a redelivered message changes nothing)."""
+    items placed already are left alone (a redelivered message changes nothing), and so are items
+    whose placing the index defers while `ingest reindex` rebuilds it (the rebuild places them)."""
     unplaced = store.unplaced_items(session, item_ids)
     placements = index.place([Placing(item_id, body) for item_id, body in unplaced])
-    placed = {item_id: placement for (item_id, _body), placement in zip(unplaced, placements)}
+    placed = {item_id: found for (item_id, _body), found in zip(unplaced, placements) if found is not None}
     store.set_clusters(session, placed)
     return placed
+
+
+REBUILD_HOLD_SECONDS = 60  # a rebuild that stops renewing its hold for this long is given up on
+REBUILD_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    restored: int  # items put back with the cluster they have
+    placed: int  # items without a cluster (never placed, or stored while the index was rebuilt) placed now
+
+
+def rebuild_index(url: str, index: NearDuplicateIndex, advance: Callable[[int], None]) -> Rebuilt:
+    """The near-duplicate index rebuilt from the store while workers run, every cluster keeping its id.
+
+    Placed items are restored into a fresh index while new items wait unplaced; the fresh index
+    goes live in one step; then every item without a cluster is placed against it, in id order,
+    alongside the workers placing theirs. `advance` hears how many items each page handled.
+    """
+    prefix = index.begin_rebuild(REBUILD_HOLD_SECONDS)
+    restored = after = 0
+    while True:
+        with session_scope(url) as session:
+            rows = store.clustered_items(session, after, REBUILD_PAGE)
+        if not rows:
+            break
+        index.place([Placing(item_id, body, cluster_id) for item_id, body, cluster_id in rows], into="building")
+        index.keep_rebuilding(prefix, REBUILD_HOLD_SECONDS)
+        restored, after = restored + len(rows), rows[-1][0]
+        advance(len(rows))
+    index.finish_rebuild(prefix)
+    return Rebuilt(restored, place_unplaced(url, index, advance))
+
+
+def place_unplaced(url: str, index: NearDuplicateIndex, advance: Callable[[int], None]) -> int:
+    """Every item without a cluster placed in the live index, a page at a time, in id order."""
+    placed = after = 0
+    while True:
+        with session_scope(url) as session:
+            ids = store.unplaced_ids(session, after, REBUILD_PAGE)
+            if not ids:
+                return placed
+            placed += len(place_all(session, index, ids))
+        after = ids[-1]
+        advance(len(ids))
 
 
 def place(session: Session, index: NearDuplicateIndex, item_id: int) -> Placement | None:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+from shared import models  # noqa: F401  (registers every table on SQLModel.metadata, for create_all)
 from shared.db import get_engine
 from shared.errors import ServiceError
 from shared.migrations import HEAD

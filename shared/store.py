@@ -478,12 +478,23 @@ def cluster_records(session: Session) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def items_for_index(session: Session, after_id: int, limit: int) -> list[tuple[int, str, int | None]]:
-    """(id, body, cluster_id) of items after `after_id`, in id order: a page for `ingest reindex`."""
+def clustered_items(session: Session, after_id: int, limit: int) -> list[tuple[int, str, int]]:
+    """(id, body, cluster_id) of placed items after `after_id`, in id order: a page for `ingest reindex`."""
     rows = session.execute(
-        select(Item.id, Item.body, Item.cluster_id).where(Item.id > after_id).order_by(Item.id).limit(limit)
+        select(Item.id, Item.body, Item.cluster_id)
+        .where(Item.id > after_id, Item.cluster_id.is_not(None))
+        .order_by(Item.id)
+        .limit(limit)
     )
     return [tuple(row) for row in rows]
+
+
+def unplaced_ids(session: Session, after_id: int, limit: int) -> list[int]:
+    """Ids of items without a cluster after `after_id`, in id order: a page for `ingest reindex`."""
+    rows = session.execute(
+        select(Item.id).where(Item.id > after_id, Item.cluster_id.is_(None)).order_by(Item.id).limit(limit)
+    )
+    return list(rows.scalars())
 
 
 def set_cluster(session: Session, item_id: int, cluster_id: int, matched: int | None, similarity: float | None) -> None:

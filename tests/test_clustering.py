@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 import redis
 
-from shared.dedup import NearDuplicateIndex, ensure_compact_hashes
+from shared.dedup import NearDuplicateIndex, Placing, ensure_compact_hashes
 from shared.fingerprint import content_hash
 from shared.settings import Settings
 from tests.corpus import CORPUS, versions
@@ -103,3 +104,86 @@ def test_restore_keeps_the_cluster_identity(clean_redis):
     for item_id, item in ((20, original), (21, copy)):
         index.restore(item_id, item.body, placed[item_id])
     assert index.claim(22, third.body).cluster_id == placed[20]
+
+
+def _stored(db_url: str, version, name: str) -> int:
+    """A near-copy stored through the pipeline as a worker stores it; its item id."""
+    from shared.db import session_scope
+    from shared.messages import RawInput
+    from shared.pipeline import Context, process
+
+    raw = RawInput.from_bytes(f"{version.title}\n\n{version.body}\n".encode(), kind="file", ref=name)
+    with session_scope(db_url) as session:
+        [outcome] = process(session, raw, Context.from_settings(Settings(_env_file=None)))
+    return outcome.item_id
+
+
+def _clusters(db_url: str) -> dict[int, int | None]:
+    from sqlmodel import select
+
+    from shared.db import session_scope
+    from shared.models import Item
+
+    with session_scope(db_url) as session:
+        return dict(session.execute(select(Item.id, Item.cluster_id)).all())
+
+
+def test_a_rebuild_while_workers_place_items_splits_no_cluster(db_url, clean_redis):
+    """`ingest reindex` with workers running: an item stored while the index is rebuilt waits unplaced,
+    then joins its story's cluster in the finished index; every item placed, every cluster kept."""
+    from shared.pipeline import place_all, rebuild_index
+
+    client = redis.Redis.from_url(clean_redis)
+    index = NearDuplicateIndex(client, Settings().near_duplicate_threshold)
+    story = versions(edits=["sentence", "outlet", "dropped", "added"])[:5]
+    first = [_stored(db_url, version, f"{n}.txt") for n, version in enumerate(story[:3])]
+    from shared.db import session_scope
+
+    with session_scope(db_url) as session:
+        place_all(session, index, first)
+    before = _clusters(db_url)
+    assert len(set(before.values())) == 1
+    index.clear()  # Redis lost the index: what `ingest reindex` is for
+
+    during: list[int] = []
+
+    def a_worker_stores_one_meanwhile(_done: int) -> None:
+        if not during:  # while the fresh index is being filled, before it goes live
+            during.append(_stored(db_url, story[3], "during.txt"))
+            with session_scope(db_url) as session:
+                assert place_all(session, index, during) == {}  # deferred, not placed against half an index
+
+    rebuilt = rebuild_index(db_url, index, a_worker_stores_one_meanwhile)
+    assert (rebuilt.restored, rebuilt.placed) == (3, 1)
+    after_id = _stored(db_url, story[4], "after.txt")
+    with session_scope(db_url) as session:
+        place_all(session, index, [after_id])
+    clusters = _clusters(db_url)
+    assert {item_id: clusters[item_id] for item_id in before} == before
+    assert set(clusters.values()) == set(before.values())  # one cluster: nothing split, nothing unplaced
+    assert client.get("nd:building") is None and client.get("nd:live").startswith(b"nd:g")
+    assert not client.keys("nd:b:*") and not client.keys("nd:i:*")  # the old index is gone
+
+
+def test_a_second_rebuild_is_refused_and_a_crashed_one_lets_go(clean_redis):
+    """One rebuild at a time; a rebuild that stops renewing its hold releases placing, and the next
+    rebuild drops what it left."""
+    from shared.dedup import BUILDING_KEY, RebuildError
+    from tests.conftest import wait_until
+
+    client = redis.Redis.from_url(clean_redis)
+    index = NearDuplicateIndex(client, 0.5)
+    original, copy = versions(edits=["sentence"])[:2]
+    crashed = index.begin_rebuild(hold_seconds=1)
+    with pytest.raises(RebuildError, match="another `ingest reindex`"):
+        index.begin_rebuild(hold_seconds=60)
+    index.place([Placing(1, original.body, 1)], into="building")  # what the crashed rebuild had filled
+    assert index.claim(2, copy.body) is None  # deferred while it holds the index
+    wait_until(lambda: not client.exists(BUILDING_KEY), 10, "the crashed rebuild's hold to expire")
+    assert index.claim(2, copy.body).cluster_id == 2  # placing resumed, in the live index
+    with pytest.raises(RebuildError, match="expired"):
+        index.finish_rebuild(crashed)
+    fresh = index.begin_rebuild(hold_seconds=60)
+    assert not client.keys(f"{crashed}*")
+    index.finish_rebuild(fresh)
+    assert client.get("nd:live") == fresh.encode()

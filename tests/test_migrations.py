@@ -110,6 +110,24 @@ def test_the_migrations_build_exactly_the_models_tables(db_url, tmp_path):
         assert differences == []
 
 
+def test_a_new_store_gets_every_table_at_its_first_start(tmp_path):
+    """`ingest migrate` on an empty database, in a process of its own: the models' tables, stamped at head."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    from shared.migrations import HEAD
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    result = _ingest(tmp_path, url, "migrate")
+    assert result.stdout.strip().endswith(f"created at schema revision {HEAD}"), result.stderr
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+    engine.dispose()
+
+
 def test_a_version_1_store_upgrades_in_place_with_every_row_kept(version_1_store, tmp_path):
     """`ingest migrate` takes a version-1 store to head; every item, origin, failure, feed and ledger row stays."""
     from shared.migrations import HEAD

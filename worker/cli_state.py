@@ -196,15 +196,13 @@ def _cluster_lines(group: dict) -> list[str]:
     return lines
 
 
-REINDEX_PAGE = 500
-
-
 @cli.command()
 def reindex() -> None:
-    """Rebuild the near-duplicate index in Redis from the store; every cluster keeps its id."""
+    """Rebuild the near-duplicate index in Redis from the store, workers running or not; every cluster keeps its id."""
     from rich.progress import Progress
 
-    from shared.dedup import NearDuplicateIndex, ensure_compact_hashes
+    from shared import pipeline
+    from shared.dedup import NearDuplicateIndex, RebuildError, ensure_compact_hashes
 
     settings = setup("cli")
     store_url = open_store(settings)
@@ -214,33 +212,13 @@ def reindex() -> None:
         client = broker.connect(redis_url)
         ensure_compact_hashes(client)
         index = NearDuplicateIndex(client, settings.near_duplicate_threshold)
-        index.clear()
-        placed = 0
         with Progress(transient=False, console=stderr_console()) as progress:
             task = progress.add_task("reindexing", total=total)
-            last_id = 0
-            while page := _reindex_page(store_url, index, last_id):
-                placed += page[1]
-                last_id = page[0]
-                progress.advance(task, page[2])
-    typer.echo(f"reindexed {total} items ({placed} placed in a cluster for the first time)")
-
-
-def _reindex_page(store_url: str, index, after_id: int) -> tuple[int, int, int] | None:
-    """Restore one page of items; (last id, newly placed, count), or None at the end."""
-    with session_scope(store_url) as session:
-        rows = store.items_for_index(session, after_id, REINDEX_PAGE)
-        placed = 0
-        for item_id, body, cluster_id in rows:
-            if cluster_id is not None:
-                index.restore(item_id, body, cluster_id)
-            else:
-                placement = index.claim(item_id, body)
-                store.set_cluster(
-                    session, item_id, placement.cluster_id, placement.matched_item_id, placement.similarity
-                )
-                placed += 1
-    return (rows[-1][0], placed, len(rows)) if rows else None
+            try:
+                rebuilt = pipeline.rebuild_index(store_url, index, lambda done: progress.advance(task, done))
+            except RebuildError as exc:
+                raise ServiceError(str(exc)) from None
+    typer.echo(f"reindexed {rebuilt.restored + rebuilt.placed} items ({rebuilt.placed} placed in a cluster now)")
 
 
 def _expand(paths: list[Path]):
