@@ -40,3 +40,49 @@ def test_a_live_owners_redis_is_left_alone(tmp_path):
         assert redis_servers_in(data) == [first._process.pid]
     finally:
         first.stop()
+
+
+def test_a_watcher_started_before_its_redis_waits_for_it_then_works(tmp_path):
+    """Redis down at start: the watcher says so on one line a try, waits with a growing pause, and
+    takes files once Redis answers; it never exits."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, wait_until
+    from worker.broker import free_port, redis_executable, wait_for_redis
+
+    port = free_port()
+    (tmp_path / "seeds").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")} | {
+        "INGEST_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "INGEST_LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    }
+    log_path = tmp_path / "watch.log"
+    with open(log_path, "wb") as log_file:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "watch"], cwd=tmp_path, env=env, stdout=log_file, stderr=log_file
+        )
+    server = None
+    try:
+        wait_until(lambda: log_path.read_text().count('"redis.unreachable"') >= 2, 30, "two tries")
+        assert watcher.poll() is None
+        lines = [line for line in log_path.read_text().splitlines() if '"redis.unreachable"' in line]
+        assert all(line.startswith("{") for line in lines) and "Traceback" not in log_path.read_text()
+        server = subprocess.Popen(
+            [redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_redis(env["INGEST_REDIS_URL"], 10, server)
+        wait_until(lambda: '"watcher.started"' in log_path.read_text(), 30, "the watcher to start once Redis answers")
+        (tmp_path / "seeds" / "late.txt").write_text("A late story\n\nIt arrived after Redis did.\n")
+        client = redis.Redis.from_url(env["INGEST_REDIS_URL"])
+        wait_until(lambda: client.llen("ingest") == 1, 30, "the file on the queue")
+    finally:
+        watcher.terminate()
+        watcher.wait(30)
+        if server is not None:
+            server.terminate()
+            server.wait(10)

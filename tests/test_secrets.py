@@ -80,6 +80,25 @@ def _every_output(deployment, metrics_port: int) -> list[str]:
     return outputs
 
 
+def _waiting_worker_output(deployment, env: dict[str, str]) -> str:
+    """A worker whose Redis does not answer waits for it, saying so: what it says while it waits."""
+    log_path = deployment.folder / "waiting-worker.log"
+    with open(log_path, "wb") as log_file:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            cwd=deployment.folder,
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    try:
+        wait_until(lambda: log_path.read_text().count('"redis.unreachable"') >= 2, 30, "the worker's second try")
+    finally:
+        waiting.kill()
+        waiting.wait()
+    return log_path.read_text()
+
+
 @pytest.mark.postgres
 @pytest.mark.e2e
 def test_no_password_is_printed_logged_or_kept(deployment, tmp_path):
@@ -108,7 +127,7 @@ def test_no_password_is_printed_logged_or_kept(deployment, tmp_path):
             wait_until(lambda: '"feed.polled"' in deployment.log_text(), 30, "the feed's failed poll")
             outputs = _every_output(deployment, metrics_port)
             unreachable = {**deployment.env, "INGEST_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"}
-            for args in (["worker"], ["status"], ["doctor"]):
+            for args in (["status"], ["doctor"]):
                 result = subprocess.run(
                     [sys.executable, "-m", "worker.cli", *args],
                     cwd=deployment.folder,
@@ -119,6 +138,7 @@ def test_no_password_is_printed_logged_or_kept(deployment, tmp_path):
                 )
                 assert result.returncode != 0
                 outputs.append(result.stdout + result.stderr)
+            outputs.append(_waiting_worker_output(deployment, unreachable))
             deployment.stop()
             outputs.append(deployment.log_text())
             outputs += [

@@ -244,6 +244,23 @@ def connect(url: str) -> redis.Redis:
     return client
 
 
+RECONNECT_FIRST_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 10.0
+
+
+def connect_patiently(url: str) -> redis.Redis:
+    """For the long-running roles (up, watch, worker, beat): Redis may start after them, or restart;
+    they wait for it, one warning line a try and the wait doubling up to 10 s, instead of exiting."""
+    delay = RECONNECT_FIRST_SECONDS
+    while True:
+        try:
+            return connect(url)
+        except ServiceError as exc:
+            log.warning("redis.unreachable", error=str(exc), retry_in_seconds=delay)
+        time.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+
 @contextmanager
 def broker_url(settings: Settings) -> Iterator[str]:
     """The Redis to talk to; with none configured or running, the private one, started for this command."""

@@ -46,7 +46,7 @@ def up(
         embedded = broker.EmbeddedRedis(settings.data_dir)
         url = embedded.start()
     else:
-        broker.connect(url)
+        broker.connect_patiently(url)
     children = [
         # Mingle and gossip exchange state between workers that this service never reads.
         Child(
@@ -99,7 +99,7 @@ def watch() -> None:
     url = broker.running_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
-    client = broker.connect(url)
+    client = broker.connect_patiently(url)
     app = sending_app(url)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -133,7 +133,7 @@ def worker(ctx: typer.Context) -> None:
     url = broker.running_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
-    broker.connect(url)
+    broker.connect_patiently(url)
     celery_app(url).worker_main([*quiet_args(settings), "worker", "--loglevel", settings.log_level.upper(), *ctx.args])
 
 
@@ -147,7 +147,7 @@ def beat() -> None:
     url = broker.running_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
-    leadership = Leadership(broker.connect(url))
+    leadership = Leadership(broker.connect_patiently(url))
     stop = threading.Event()
     stop_on_signals(stop)
     if not leadership.wait_to_lead(stop):
