@@ -206,3 +206,17 @@ def feed_server():
     server = FeedServer().start()
     yield server
     server.stop()
+
+
+def pytest_sessionstart(session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, not an xdist worker
+        from tests import drills
+
+        drills.start_session()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if not hasattr(session.config, "workerinput") and exitstatus == 0:
+        from tests import drills
+
+        drills.write_readme()

@@ -86,3 +86,22 @@ def test_a_watcher_started_before_its_redis_waits_for_it_then_works(tmp_path):
         if server is not None:
             server.terminate()
             server.wait(10)
+
+
+def test_up_waits_for_a_one_shot_command_holding_the_private_redis(tmp_path):
+    """`ingest status` run as `ingest up` starts holds the folder's Redis for a moment: `up` waits its
+    turn instead of failing as if another `up` ran."""
+    import threading
+
+    data = (tmp_path / "data").resolve()
+    command = EmbeddedRedis(data, announce=False)
+    command.start()
+    releasing = threading.Timer(1.0, command.stop)
+    releasing.start()
+    up = EmbeddedRedis(data, announce=True)
+    try:
+        url = up.start()
+        assert redis.Redis.from_url(url).ping() and redis_servers_in(data) == [up._process.pid]
+    finally:
+        releasing.join()
+        up.stop()

@@ -14,14 +14,34 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("command", [["status"], ["wait", "--timeout", "1"], ["worker"], ["watch"], ["submit", "x"]])
+@pytest.mark.parametrize("command", [["status"], ["wait", "--timeout", "1"], ["submit", "x"], ["doctor"]])
 def test_unreachable_redis_is_one_line(deployment, command):
     """The interface's own example: `error: cannot reach Redis at … (connection refused)`."""
     url = f"redis://127.0.0.1:{closed_port()}/0"
     deployment.env["INGEST_REDIS_URL"] = url
     result = deployment.run(*command, check=False, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: cannot reach Redis at {url} (connection refused)"
+    if command == ["doctor"]:
+        assert f"fail  redis: cannot reach Redis at {url} (connection refused)" in result.stdout
+    else:
+        assert result.stderr.strip() == f"error: cannot reach Redis at {url} (connection refused)"
+
+
+@pytest.mark.parametrize("role", ["worker", "watch", "beat"])
+def test_a_long_running_role_waits_for_its_redis_saying_so_on_one_line(deployment, role):
+    """A role started before its Redis does not exit: one `redis.unreachable` JSON line a try."""
+    import json
+
+    from tests.conftest import wait_until
+
+    deployment.env["INGEST_REDIS_URL"] = f"redis://127.0.0.1:{closed_port()}/0"
+    process = deployment.spawn(role)
+    wait_until(lambda: deployment.log_text().count('"redis.unreachable"') >= 2, 30, "two tries")
+    assert process.poll() is None
+    [first, second] = [json.loads(line) for line in deployment.log_text().splitlines() if "redis.unreachable" in line][
+        :2
+    ]
+    assert first["error"].endswith("(connection refused)") and second["retry_in_seconds"] > first["retry_in_seconds"]
 
 
 def test_a_bad_setting_is_one_line(deployment):

@@ -17,11 +17,16 @@ from shared.logging import configure_logging, configured_process
 from shared.settings import Settings, get_settings
 from worker.broker import FEEDS_QUEUE, QUEUE, running_redis_url
 
+log = structlog.get_logger(__name__)
+
 # Celery warns at every start of a worker run as root. Its danger is pickle, which this app
 # refuses (JSON only, below); the README says so once, and the image runs as a user anyway.
 warnings.filterwarnings(
     "ignore", message="You're running the worker with superuser privileges", category=SecurityWarning
 )
+# Celery also warns, over several lines, at every connection loss that the setting
+# worker_cancel_long_running_tasks_on_connection_loss is False: it is, by choice (see below).
+warnings.filterwarnings("ignore", message=r"\s*In Celery 5.1 we introduced an optional breaking change")
 
 
 def celery_config(settings: Settings, broker_url: str | None) -> dict:
@@ -67,6 +72,9 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
         "worker_redirect_stdouts": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+        # Redis lost: running tasks go on (their own Redis calls wait for it, worker.tasks) and are
+        # acknowledged once it is back. Cancelling them instead (True) was seen to wedge the worker
+        # (billiard failing to send a cancelled task's result: "Unrecoverable error").
         "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
 
@@ -118,6 +126,15 @@ def _unbind_task(task_id: str, task, **_kwargs) -> None:
     started = _task_started.pop(task_id, None)
     if started is not None:
         TASK_SECONDS.labels(task=task.name).observe(time.perf_counter() - started)
+
+
+@signals.task_retry.connect
+def _log_retry(request, reason=None, **_kwargs) -> None:
+    # A transient error (the database locked, away or full; Redis away) is retried with backoff;
+    # Celery says so at INFO under a logger kept quiet: this is the one line an operator sees.
+    # (Celery also sends this signal with no reason, for a task put back after a connection loss.)
+    text = str(reason).strip().splitlines()[0] if reason is not None and str(reason).strip() else "connection lost"
+    log.warning("task.retrying", task=getattr(request, "task", None), task_id=getattr(request, "id", None), error=text)
 
 
 app = create_app(get_settings())

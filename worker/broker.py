@@ -32,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 URL_FILE = "redis.url"
 LOCK_FILE = "redis.lock"
+OWNER_FILE = "redis.owner"  # "up" or "command": who holds the lock, so `up` knows whether to wait
+COMMAND_LOCK_SECONDS = 30
 START_SECONDS = 10
 STOP_SECONDS = 30
 # kombu's Redis transport keeps one list per priority step (queue, queue\x06\x163, ...) and the
@@ -82,19 +84,31 @@ class EmbeddedRedis:
         self.data_dir = data_dir.resolve()
         # `ingest up` says when its Redis starts and stops; a one-shot command keeps quiet about it.
         self._say = log.info if announce else log.debug
+        self._for_up = announce  # `ingest up` announces its Redis; a one-shot command does not
         self.url: str | None = None
         self._process: subprocess.Popen | None = None
         self._lock = None
 
     def _take_lock(self) -> None:
+        """The folder's lock; `ingest up` waits out a one-shot command that holds it for a moment
+        (`ingest status` run as `ingest up` starts), never another `ingest up`."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.data_dir / LOCK_FILE, "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            self._lock = None
-            raise ServiceError(f"another `ingest up` already runs the private Redis of {self.data_dir}") from None
+        deadline = time.monotonic() + COMMAND_LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                held_by_command = _owner(self.data_dir) == "command"
+                if not self._for_up or not held_by_command or time.monotonic() > deadline:
+                    self._lock.close()
+                    self._lock = None
+                    raise ServiceError(
+                        f"another `ingest up` already runs the private Redis of {self.data_dir}"
+                    ) from None
+                time.sleep(0.1)
+        (self.data_dir / OWNER_FILE).write_text("up\n" if self._for_up else "command\n")
 
     def start(self) -> str:
         self._take_lock()
@@ -126,6 +140,13 @@ class EmbeddedRedis:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def _owner(data_dir: Path) -> str:
+    try:
+        return (data_dir / OWNER_FILE).read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def redis_servers_in(folder: Path) -> list[int]:

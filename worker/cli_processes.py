@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from typing import Annotated, Optional
 
@@ -50,7 +51,13 @@ def up(
     children = [
         # Mingle and gossip exchange state between workers that this service never reads.
         Child(
-            "worker", ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle", "--without-gossip")
+            "worker",
+            ingest_argv("worker", "--concurrency", str(concurrency), "--without-mingle", "--without-gossip"),
+            # Its owner gone, its Redis goes too: any shutdown would wait on acknowledgements that
+            # can never be sent (seen: a worker hung in its cold shutdown). So it ends at once, its
+            # pool with it (Celery asks the kernel for that); the messages it held were never
+            # acknowledged, so they are delivered again after the next start.
+            death_signal=signal.SIGKILL,
         ),
         Child("watcher", ingest_argv("watch")),
         Child("beat", ingest_argv("beat")),

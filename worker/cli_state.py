@@ -25,6 +25,7 @@ from worker.cli_feeds import feed_line, feed_records
 
 IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
 WAIT_POLL_SECONDS = 0.1
+WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
 
 
 def _file_counts(settings: Settings, url: str, redis_url: str) -> dict[str, int]:
@@ -125,22 +126,30 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
     settings = setup("cli")
     store_url = open_store(settings)
     deadline = time.monotonic() + timeout
-    with broker.broker_url(settings) as redis_url:
-        idle_readings = 0
-        while True:
+    idle_readings = 0
+    while True:
+        redis_url = broker.running_redis_url(settings)
+        if redis_url is None:
+            # Nothing runs: read what is pending once (a private Redis held only for that moment,
+            # so an `ingest up` starting now is not kept from its own), then wait for a service.
+            with broker.broker_url(settings) as private_url:
+                pending = _pending(settings, store_url, private_url)
+            idle_readings = IDLE_READINGS_NEEDED if pending_total(pending) == 0 else 0
+        else:
             pending = _pending(settings, store_url, redis_url)
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
-            if idle_readings >= IDLE_READINGS_NEEDED:
-                # The watcher counts the files it has heard of; files whose events the kernel still
-                # holds (a burst just renamed in) it has not: the folder itself has the last word.
-                pending["files_waiting"] = _untaken_in_folder(settings, store_url)
-                if pending["files_waiting"] == 0:
-                    return
-                idle_readings = 0
-            if time.monotonic() >= deadline:
-                typer.echo(f"error: still pending after {timeout:g}s: {json.dumps(pending)}", err=True)
-                raise typer.Exit(1)
-            time.sleep(WAIT_POLL_SECONDS)
+        if idle_readings >= IDLE_READINGS_NEEDED:
+            # The watcher counts the files it has heard of; files whose events the kernel still
+            # holds (a burst just renamed in) it has not: the folder itself has the last word.
+            pending["files_waiting"] = _untaken_in_folder(settings, store_url)
+            if pending["files_waiting"] == 0:
+                return
+            idle_readings = 0
+        if time.monotonic() >= deadline:
+            running = "" if redis_url else " (and nothing runs to take it: start `ingest up`)"
+            typer.echo(f"error: still pending after {timeout:g}s{running}: {json.dumps(pending)}", err=True)
+            raise typer.Exit(1)
+        time.sleep(WAIT_POLL_SECONDS if redis_url else WAIT_FOR_SERVICE_SECONDS)
 
 
 def _parse_since(value: str) -> datetime:

@@ -14,12 +14,12 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for subprocess.Popen: in the child, before exec, ask for SIGTERM when the parent dies.
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """`preexec_fn` for subprocess.Popen: in the child, before exec, ask for `signum` when the parent dies.
 
     The kernel means the parent *thread*: start such children from a thread that lives as long as
     the process (the main thread), or they are stopped when that thread ends.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signum)

@@ -8,6 +8,7 @@ private Redis last.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -36,9 +37,13 @@ class Child:
     backoff: float = 0.0
     restart_at: float = 0.0
     restarts: int = field(default=0)
+    # What the child gets from the kernel should `ingest up` die without stopping it.
+    death_signal: int = signal.SIGTERM
 
     def start(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            self.argv, env=env, start_new_session=True, preexec_fn=functools.partial(die_with_parent, self.death_signal)
+        )
         self.started = time.monotonic()
         log.info("up.child_started", child=self.name, pid=self.process.pid)
 

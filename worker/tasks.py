@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 import structlog
 from celery import current_app, shared_task
 from pydantic import ValidationError
@@ -27,6 +29,8 @@ from worker.broker import QUEUE
 
 log = structlog.get_logger(__name__)
 
+REDIS_RETRIES = 15  # with the backoff below: about a minute of Redis away before a task gives up
+
 # Worth another try: the database locked or away, Redis away. Bad input is never retried.
 TRANSIENT_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 OUTCOME_EVENTS = {
@@ -42,10 +46,21 @@ def _context() -> pipeline.Context:
     return pipeline.Context.from_settings(get_settings())
 
 
+def _patient_redis() -> redis.Redis:
+    """The broker's Redis for a task's own calls: a restart of Redis is waited out (capped backoff,
+    about a minute in all) instead of failing the task into a retry that cannot be sent either."""
+    return redis.Redis.from_url(
+        current_app.conf.broker_url,
+        socket_timeout=30,
+        retry=Retry(ExponentialBackoff(cap=5, base=0.2), REDIS_RETRIES),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+
+
 @lru_cache(maxsize=1)
 def _index() -> NearDuplicateIndex:
     # The index lives in the broker's Redis: shared by every worker on every machine.
-    client = redis.Redis.from_url(current_app.conf.broker_url, socket_timeout=30)
+    client = _patient_redis()
     ensure_compact_hashes(client)
     return NearDuplicateIndex(client, get_settings().near_duplicate_threshold)
 
@@ -72,7 +87,7 @@ def log_outcome(outcome: store.Outcome, raw: RawInput, started: float, placement
 
 @lru_cache(maxsize=1)
 def _deliveries() -> Deliveries:
-    return Deliveries(redis.Redis.from_url(current_app.conf.broker_url, socket_timeout=30))
+    return Deliveries(_patient_redis())
 
 
 def ingest_message(task_id: str, inputs: list[RawInput]) -> list[list[store.Outcome]]:
