@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -37,6 +38,7 @@ ZONE_ABBREVIATIONS = {
     "NZDT": 13 * 3600,
 }
 TZINFOS = {name: timezone(timedelta(seconds=offset)) for name, offset in ZONE_ABBREVIATIONS.items()}
+EPOCH_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
 # Epoch numbers in this range are seconds; larger ones are milliseconds.
 EPOCH_SECONDS_MAX = 10**11
 
@@ -53,7 +55,7 @@ def _from_text(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
-    if text.lstrip("-").replace(".", "", 1).isdigit():
+    if EPOCH_NUMBER.fullmatch(text):  # ASCII digits only: "²" and "--5" are digits to str.isdigit
         return _from_epoch(float(text))
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -77,7 +79,10 @@ def to_utc(value: object) -> datetime | None:
     elif isinstance(value, date):
         parsed = datetime(value.year, value.month, value.day, tzinfo=UTC)
     elif isinstance(value, time.struct_time):
-        parsed = datetime(*value[:6], tzinfo=UTC)
+        try:
+            parsed = datetime(*value[:6], tzinfo=UTC)
+        except ValueError:
+            return None  # feedparser's year -99 or 10000: no date a calendar has
     elif isinstance(value, (int, float)):
         parsed = _from_epoch(float(value))
     elif isinstance(value, str):
@@ -88,4 +93,7 @@ def to_utc(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None  # 9999-12-31T23:00-05:00 is past the calendar's last day in UTC

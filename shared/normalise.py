@@ -38,6 +38,9 @@ LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 LANGUAGE_SAMPLE_CHARS = 500
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 @dataclass(frozen=True)
 class Rules:
     boilerplate: tuple[re.Pattern[str], ...]
@@ -67,9 +70,23 @@ def _tidy_lines(text: str) -> str:
     return "\n".join(" ".join(line.split()) for line in _lines(INVISIBLE.sub("", text)))
 
 
+def _whole_characters(text: str) -> str:
+    """Surrogates as JSON and YAML escapes can leave them (`\\ud83d\\ude00`): a pair joined into its
+    character, a lone one replaced with U+FFFD; no store or hash can take them as they are."""
+    if not SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def to_nfc(item: ParsedItem, rules: Rules) -> ParsedItem:
-    nfc = lambda value: value and unicodedata.normalize("NFC", value)  # noqa: E731
-    return item.but(title=nfc(item.title), body=nfc(item.body), source=nfc(item.source), author=nfc(item.author))
+    nfc = lambda value: value and unicodedata.normalize("NFC", _whole_characters(value))  # noqa: E731
+    return item.but(
+        title=nfc(item.title),
+        body=nfc(item.body),
+        source=nfc(item.source),
+        author=nfc(item.author),
+        original_source=nfc(item.original_source),
+    )
 
 
 def tidy_spaces(item: ParsedItem, rules: Rules) -> ParsedItem:

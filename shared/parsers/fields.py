@@ -5,18 +5,21 @@ from __future__ import annotations
 from shared.parsers.htmltext import html_to_text, looks_like_html
 
 
-def as_text(value: object) -> str | None:
+MAX_NESTING = 20  # deeper than any real field; a YAML alias can make a value that contains itself
+
+
+def as_text(value: object, depth: int = 0) -> str | None:
     """A string, a number, {"name": …} or a list of those -> one string, or None."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or depth > MAX_NESTING:
         return None
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, dict):
-        return as_text(value.get("name") or value.get("title") or value.get("value") or value.get("url"))
+        return as_text(value.get("name") or value.get("title") or value.get("value") or value.get("url"), depth + 1)
     if isinstance(value, list):
-        names = [name for name in (as_text(v) for v in value) if name]
+        names = [name for name in (as_text(v, depth + 1) for v in value) if name]
         return ", ".join(names) or None
     return None
 

@@ -30,6 +30,11 @@ def split_front_matter(text: str) -> tuple[dict, str]:
         meta = yaml.safe_load(match.group("yaml"))
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML front matter ({str(exc).splitlines()[0]})") from None
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        # PyYAML's constructors raise these for a well-formed value they cannot build
+        # (`date: 2024-13-45`, `!!float abc`, `!!int` with nothing): bad input all the same.
+        detail = str(exc).splitlines()[0] if str(exc) else "a value it cannot read"
+        raise InputError(f"invalid YAML front matter ({type(exc).__name__}: {detail})") from None
     return (meta if isinstance(meta, dict) else {}), text[match.end() :]
 
 
