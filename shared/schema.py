@@ -83,6 +83,12 @@ def schema_state(url: str) -> SchemaState:
 
 def upgrade_schema(url: str) -> SchemaState:
     """The store brought to HEAD; the state it was found in is returned. Safe when several start at once."""
+    with _sqlite_file_lock(url):
+        return _upgrade(url)
+
+
+def _upgrade(url: str) -> SchemaState:
+    """upgrade_schema's work, the SQLite lock file held by the caller."""
     from alembic import command
 
     with _locked_transaction(url) as connection:
@@ -106,11 +112,14 @@ def upgrade_schema(url: str) -> SchemaState:
 def ensure_schema(url: str) -> None:
     """A current store is used as it is (one look, no Alembic); an empty one gets its tables; an older
     or newer one is refused with the step that fixes it."""
-    state = schema_state(url)
+    # On SQLite, under the lock file: a store being created by a process starting at the same
+    # moment (its first connection turning on WAL, its tables half made) is not looked at mid-way.
+    with _sqlite_file_lock(url):
+        state = schema_state(url)
+        if state.revision is None:
+            _upgrade(url)
+            return
     if state.current:
-        return
-    if state.revision is None:
-        upgrade_schema(url)
         return
     if state.behind:
         raise ServiceError(
@@ -129,9 +138,10 @@ def _ahead(url: str, state: SchemaState) -> ServiceError:
 
 @contextmanager
 def _locked_transaction(url: str) -> Iterator[Connection]:
-    """One transaction that no other process migrating the same store runs beside."""
+    """One transaction that no other process migrating the same store runs beside (on SQLite, the
+    caller holds the lock file)."""
     engine = get_engine(url)
-    with _sqlite_file_lock(url), engine.begin() as connection:
+    with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
         yield connection

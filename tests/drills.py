@@ -22,6 +22,7 @@ DRILLS = (
     "Redis restarted mid-run",
     "Redis down at start",
     "SQLite locked by another process",
+    "PostgreSQL refusing connections",
     "disk full under data/",
 )
 

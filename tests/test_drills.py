@@ -259,3 +259,97 @@ def test_redis_down_at_start(deployment, tmp_path):
         duplicated,
     )
     assert (lost, duplicated) == (0, 0)
+
+
+class TcpGate:
+    """A real TCP forwarder on loopback in front of PostgreSQL that the test can close: while closed,
+    connections are refused and the open ones cut, as when the database host goes away."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self._socket, self._threading = socket, threading
+        self.target_port = target_port
+        self.port = self._listen(0)
+        self._open: list = []
+
+    def _listen(self, port: int) -> int:
+        self._listener = self._socket.socket()
+        self._listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port))
+        self._listener.listen(64)
+        self._threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        return self._listener.getsockname()[1]
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            server = self._socket.create_connection(("127.0.0.1", self.target_port))
+            self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                self._threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+        for connection in self._open:
+            try:
+                connection.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._open = []
+
+    def reopen(self) -> None:
+        self._listen(self.port)
+
+
+@pytest.mark.postgres
+def test_postgresql_refusing_connections_for_20_seconds(deployment):
+    """PostgreSQL away for 20 s mid-burst (connections cut, new ones refused): writes are retried with
+    capped backoff and every file lands once when it is back."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_URL, _postgres_schema_url
+
+    if not PG_URL:
+        pytest.skip("INGEST_TEST_DATABASE_URL is not set")
+    for schema_url in _postgres_schema_url():
+        direct = make_url(schema_url)
+        gate = TcpGate(direct.port or 5432)
+        deployment.env["INGEST_DATABASE_URL"] = direct.set(port=gate.port).render_as_string(hide_password=False)
+        deployment.start("--concurrency", "2")
+        wait_until(lambda: '"watcher.started"' in deployment.log_text(), 60, "the watcher")
+        drop_articles(deployment.seeds, 1500)
+        wait_until(lambda: '"item.stored"' in deployment.log_text(), 90, "work under way")
+        gate.close()
+        time.sleep(20)  # the fault: the database away for twenty seconds
+        gate.reopen()
+        deployment.drain(timeout=300)
+        lost, duplicated = lost_and_duplicated(deployment, article_names(1500))
+        deployment.stop()
+        gate.close()
+    drills.record(
+        "PostgreSQL refusing connections",
+        "1,500 files at once, 2 processes, PostgreSQL store",
+        "connections cut and refused for 20 s mid-burst",
+        lost,
+        duplicated,
+    )
+    assert (lost, duplicated) == (0, 0)

@@ -159,7 +159,7 @@ def beat() -> None:
     stop_on_signals(stop)
     if not leadership.wait_to_lead(stop):
         return
-    _exit_on_signals()  # until Celery installs its own handlers, a stop request must still stop us
+    _exit_on_signals(leadership)  # until Celery installs its own handlers, a stop request must still stop us
     leadership.keep()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "beat-schedule"
@@ -193,11 +193,14 @@ def stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
-def _exit_on_signals() -> None:
+def _exit_on_signals(leadership) -> None:
     import signal
 
     def leave(*_args) -> None:
-        raise SystemExit(0)
+        # Not SystemExit: raised inside an import (Celery's start-up imports a lot) Python may
+        # swallow it ("Exception ignored in _get_module_lock"), and the scheduler runs on, seen.
+        leadership.release()
+        os._exit(0)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)

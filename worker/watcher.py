@@ -25,6 +25,7 @@ from pathlib import Path
 
 import structlog
 from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import OperationalError as DatabaseError
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
@@ -133,13 +134,23 @@ class Watcher:
                     self.linger()
                     self.handle(*first)
                 self.drain_hints()
-                self.rescan_duties()
-                self.take_ready()
+                self.store_duties()
                 self.report_state()
         finally:
             observer.stop()
             observer.join()
             log.info("watcher.stopped", pending=len(self.pending))
+
+    def store_duties(self) -> None:
+        """Re-scans, resends and taking files all write to the store; while it is away (PostgreSQL
+        refusing connections, SQLite locked past its busy timeout, a full disk) the watcher waits and
+        tries again, holding the files it has noticed, instead of exiting."""
+        try:
+            self.rescan_duties()
+            self.take_ready()
+        except DatabaseError as exc:
+            log.warning("watcher.store_unavailable", error=_first_line(exc), retry_in_seconds=SEND_RETRY_SECONDS)
+            self.retry_send_at = time.monotonic() + SEND_RETRY_SECONDS
 
     def report_state(self) -> None:
         """Say what the watcher holds whenever it changes (at once, so `ingest wait` never reads an
@@ -207,8 +218,12 @@ class Watcher:
         self.scanner.start()
 
     def _rescan(self) -> None:
-        with session_scope(self.settings.store_url) as session:
-            taken = store.taken_signatures(session)
+        try:
+            with session_scope(self.settings.store_url) as session:
+                taken = store.taken_signatures(session)
+        except DatabaseError as exc:  # the next re-scan comes at its time; the loop says the store is away
+            log.warning("watcher.rescan_failed", error=_first_line(exc))
+            return
         untaken = 0
         for ref, path, size, mtime_ns in scan_entries(self.root):
             if taken.get(ref) != (size, mtime_ns):
@@ -386,6 +401,11 @@ class Watcher:
         for o in pack:
             log.info("watcher.taken", origin=o.seed.ref, size=o.seed.size, sha256=o.digest, batch=len(pack))
         return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ledger_row(seed: SeedFile, digest: str | None, arrival_key: str | None) -> dict:
