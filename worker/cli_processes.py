@@ -160,6 +160,9 @@ def beat() -> None:
     if not leadership.wait_to_lead(stop):
         return
     _exit_on_signals(leadership)  # until Celery installs its own handlers, a stop request must still stop us
+    from celery import signals as celery_signals
+
+    celery_signals.beat_init.connect(_stop_between_ticks, weak=False)
     leadership.keep()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data_dir / "beat-schedule"
@@ -191,6 +194,20 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _stop_between_ticks(sender, **_kwargs) -> None:
+    """Celery beat's own SIGTERM handler closes the schedule from inside the handler, under a tick
+    that may be using it, then again on the way out: seen failing as "invalid operation on closed
+    shelf", exit 1. Instead a stop request ends the loop after the tick in hand (a second at most),
+    and the schedule is saved once, as the loop ends."""
+    import signal
+
+    def stop(*_args) -> None:
+        sender._is_shutdown.set()  # what Service.stop() sets, without its logging inside a handler
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _exit_on_signals(leadership) -> None:
