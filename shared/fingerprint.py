@@ -71,18 +71,17 @@ _EMPTY = np.full(HASHES, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
 def shingle_hashes(body: str) -> np.ndarray:
-    """64-bit hashes of the overlapping 3-word shingles of a body's canonical words."""
+    """64-bit hashes of the overlapping 3-word shingles of a body's canonical words, a repeated
+    shingle as often as it occurs: MinHash takes minima, which repeats do not change, and np.unique
+    cost a fifth of the signature."""
     # Words only, so quote and dash styles and white space fall away without canonical()'s extra passes.
     words = WORD.findall(unicodedata.normalize("NFKC", body).casefold())
-    if not words:
-        return np.empty(0, dtype=np.uint64)
     # map() over C functions, no Python frame a word: the same values, a third faster.
     hashed = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
     if len(hashed) < SHINGLE_WORDS:
-        return np.unique(hashed)
+        return hashed
     # Combining word hashes positionally makes "a b c" and "c b a" different shingles.
-    shingles = hashed[:-2] * np.uint64(0x9E3779B97F4A7C15) ^ hashed[1:-1] * np.uint64(0xC2B2AE3D27D4EB4F) ^ hashed[2:]
-    return np.unique(shingles)
+    return hashed[:-2] * np.uint64(0x9E3779B97F4A7C15) ^ hashed[1:-1] * np.uint64(0xC2B2AE3D27D4EB4F) ^ hashed[2:]
 
 
 def minhash(body: str) -> np.ndarray:

@@ -83,6 +83,16 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
     )
 
 
+def _skip_unused_record_fields() -> None:
+    """No line shows a record's source file, thread or process (our `process` is the role, bound
+    below): logging need not look them up for every record (the logging HOWTO's "Optimization";
+    a tenth of a line's cost, and workers write a line per input)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure_logging(settings: Settings, process: str) -> None:
     """Route structlog and stdlib logging through one handler (plus the rotated JSON file, if set)."""
     level = logging.getLevelName(settings.log_level.upper())
@@ -96,6 +106,7 @@ def configure_logging(settings: Settings, process: str) -> None:
         to_file.setFormatter(_formatter(as_json=True))
         handlers.append(to_file)
 
+    _skip_unused_record_fields()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
