@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
@@ -25,16 +26,27 @@ class SeedFile:
 
 def is_ignored(ref: str) -> bool:
     """Hidden files and folders, and the names editors and downloaders use while still writing."""
-    parts = PurePosixPath(ref).parts
+    # On the string (a ref is relative, with forward slashes): asked for every event of a burst.
+    parts = [part for part in ref.split("/") if part and part != "."]
     if any(part.startswith(".") for part in parts):
         return True
     return bool(parts) and parts[-1].endswith(IGNORED_SUFFIXES)
 
 
+def _absolute_root(root: str) -> str:
+    # A relative root follows the working folder, so only an absolute one is remembered.
+    return _normalised(root) if os.path.isabs(root) else os.path.abspath(root)
+
+
+@lru_cache(maxsize=8)
+def _normalised(root: str) -> str:
+    return os.path.normpath(root)
+
+
 def relative_ref(root: Path, path: Path) -> str | None:
     """`path` relative to `root` with forward slashes ("." for the root itself), or None when it lies
     outside. On strings, not Path objects: the watcher asks this for every event of a burst."""
-    full, base = os.path.abspath(path), os.path.abspath(root)
+    full, base = os.path.abspath(path), _absolute_root(os.fspath(root))
     if full == base:
         return "."
     prefix = base if base.endswith(os.sep) else base + os.sep
