@@ -25,6 +25,9 @@ from worker.cli_feeds import feed_line, feed_records
 
 IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
 WAIT_POLL_SECONDS = 0.1
+# The reading that confirms an idle one needs only to come after any message moving between two
+# keys has landed in the second: a few milliseconds, not a whole poll (a burst's end is seen sooner).
+CONFIRM_POLL_SECONDS = 0.02
 WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
 
 
@@ -149,7 +152,13 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
             running = "" if redis_url else " (and nothing runs to take it: start `ingest up`)"
             typer.echo(f"error: still pending after {timeout:g}s{running}: {json.dumps(pending)}", err=True)
             raise typer.Exit(1)
-        time.sleep(WAIT_POLL_SECONDS if redis_url else WAIT_FOR_SERVICE_SECONDS)
+        time.sleep(_next_poll_seconds(redis_url, idle_readings))
+
+
+def _next_poll_seconds(redis_url: str | None, idle_readings: int) -> float:
+    if redis_url is None:
+        return WAIT_FOR_SERVICE_SECONDS
+    return CONFIRM_POLL_SECONDS if idle_readings else WAIT_POLL_SECONDS
 
 
 def _parse_since(value: str) -> datetime:
