@@ -39,6 +39,7 @@ ZONE_ABBREVIATIONS = {
 }
 TZINFOS = {name: timezone(timedelta(seconds=offset)) for name, offset in ZONE_ABBREVIATIONS.items()}
 EPOCH_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
 # Epoch numbers in this range are seconds; larger ones are milliseconds.
 EPOCH_SECONDS_MAX = 10**11
 
@@ -97,3 +98,14 @@ def to_utc(value: object) -> datetime | None:
         return parsed.astimezone(UTC)
     except OverflowError:
         return None  # 9999-12-31T23:00-05:00 is past the calendar's last day in UTC
+
+
+def carries_time(text: str) -> bool:
+    """Whether a written date gives a time of day too (an epoch number always does)."""
+    return bool(TIME_OF_DAY.search(text) or EPOCH_NUMBER.fullmatch(text.strip()))
+
+
+def written_date(text: str) -> date | None:
+    """The calendar date as written, in the writer's own zone: `2021-11-23T06:05+11:00` is the 23rd."""
+    parsed = _from_text(text)
+    return parsed.date() if parsed is not None else None

@@ -48,6 +48,7 @@ class Item(SQLModel, table=True):
     original_source: str | None = Field(default=None, sa_column=Column(Text))
     author: str | None = Field(default=None, sa_column=Column(Text))
     published_at: datetime | None = _time(nullable=True)
+    updated_at: datetime | None = _time(nullable=True)
     language: str | None = Field(default=None, max_length=16)
     url: str | None = Field(default=None, sa_column=Column(Text))
     format: str = Field(max_length=32)

@@ -82,6 +82,7 @@ def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawIn
         "source": item.source,
         "author": item.author,
         "published_at": item.published_at.isoformat() if item.published_at else None,
+        "updated_at": item.updated_at.isoformat() if item.updated_at else None,
         "url": item.url,
         "language": item.language,
         "entry_id": key,

@@ -37,6 +37,7 @@ DEFAULT_JSON_ALIASES = {
         "created_at",
         "timestamp",
     ],
+    "updated_at": ["updated_at", "updated", "modified", "date_modified", "dateModified", "last_modified", "lastmod"],
     "url": ["url", "link", "href", "canonical_url", "permalink"],
     "language": ["language", "lang", "locale"],
     "entry_id": ["entry_id", "id", "guid", "uuid"],

@@ -55,7 +55,8 @@ def test_failures_are_recorded_once_per_arrival(db_url):
 def test_export_is_oldest_first_with_every_field(db_url):
     """Records carry the interface's fields; cluster_id is the item's own id when it has no group."""
     published = datetime(2022, 3, 11, 12, 30, tzinfo=UTC)
-    save(db_url, ITEM.but(published_at=published), "sha256:01", arrival("a:0", seen_at=LATER))
+    updated = datetime(2022, 3, 12, 8, 0, 5, tzinfo=UTC)
+    save(db_url, ITEM.but(published_at=published, updated_at=updated), "sha256:01", arrival("a:0", seen_at=LATER))
     save(db_url, ITEM.but(title="Second"), "sha256:02", arrival("b:0"))
     with session_scope(db_url) as session:
         first, second = store.export_records(session)
@@ -68,6 +69,7 @@ def test_export_is_oldest_first_with_every_field(db_url):
         "original_source",
         "author",
         "published_at",
+        "updated_at",
         "language",
         "url",
         "cluster_id",
@@ -76,6 +78,7 @@ def test_export_is_oldest_first_with_every_field(db_url):
     }
     assert first["id"] < second["id"] and first["cluster_id"] == first["id"]
     assert first["published_at"] == "2022-03-11T12:30:00Z"
+    assert first["updated_at"] == "2022-03-12T08:00:05Z"
     assert first["origins"] == [{"kind": "file", "ref": "a.txt", "entry_id": None, "seen_at": "2030-01-01T00:00:00Z"}]
 
 

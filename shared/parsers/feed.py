@@ -60,6 +60,7 @@ def _entry_item(entry: dict, source: str | None, language: str | None) -> Parsed
         source=source,
         author=as_text(entry.get("author")) or as_text(entry.get("authors")),
         published_at=_entry_date(entry),
+        updated_at=_entry_updated(entry),
         language=as_text(detail.get("language")) or language,
         url=as_text(entry.get("link")),
         entry_id=entry_id,
@@ -72,6 +73,13 @@ def _entry_date(entry: dict):
         if key in present and entry[key]:
             return to_utc(entry[key])
     return to_utc(entry.get("published") or entry.get("updated"))
+
+
+def _entry_updated(entry: dict):
+    """Atom's <updated> (and RSS's dcterms:modified): when the entry last changed, to the second."""
+    if "updated_parsed" in entry.keys() and entry["updated_parsed"]:
+        return to_utc(entry["updated_parsed"])
+    return None
 
 
 def parse_feed_bytes(data: bytes) -> tuple[dict, list[dict]]:

@@ -1,7 +1,8 @@
 """HTML pages: the article's main text (trafilatura), and its metadata from the page's own tags.
 
 Title: og:title, then <title> (less a trailing " | Site"), then the first h1. Source: og:site_name,
-else the host name. Date: article:published_time and friends, else what trafilatura finds.
+else the host name. Dates: JSON-LD, then meta tags, then <time> (shared.parsers.htmldates), else
+what trafilatura finds.
 """
 
 from __future__ import annotations
@@ -15,23 +16,12 @@ import trafilatura
 from shared.dates import to_utc
 from shared.errors import InputError
 from shared.fingerprint import canonical
+from shared.parsers.htmldates import page_dates
 from shared.parsers.htmltext import xml_element_to_text
 from shared.parsers.model import Document, ParsedItem
 from shared.urls import canonical_url
 
 HTML_START = re.compile(r"<(!doctype\s+html|html|head|body|p|div|article|title|h1|meta)\b", re.IGNORECASE)
-DATE_SELECTORS = (
-    "//meta[@property='article:published_time']/@content",
-    "//meta[@name='article:published_time']/@content",
-    "//meta[@itemprop='datePublished']/@content",
-    "//meta[@name='date']/@content",
-    "//meta[@name='pubdate']/@content",
-    "//meta[@name='DC.date.issued']/@content",
-    "//time[@itemprop='datePublished']/@datetime",
-    "//time[@pubdate]/@datetime",
-    "//article//time/@datetime",
-    "//time/@datetime",
-)
 TITLE_SEPARATORS = re.compile(r"\s+[|\-–—·:]\s+")
 
 
@@ -77,7 +67,7 @@ def _metadata(tree) -> dict:
         "title": title or _page_title(_first(tree, "//title"), site, headline) or headline,
         "site": site,
         "author": _first(tree, "//meta[@name='author']/@content", "//meta[@property='article:author']/@content"),
-        "date": _first(tree, *DATE_SELECTORS),
+        "dates": page_dates(tree),
         "url": _first(tree, "//link[@rel='canonical']/@href", "//meta[@property='og:url']/@content"),
         "language": _first(tree, "/html/@lang", "//meta[@http-equiv='content-language']/@content"),
     }
@@ -128,7 +118,8 @@ def parse(doc: Document) -> list[ParsedItem]:
             body=body,
             source=meta["site"] or extracted.get("sitename") or _host(url),
             author=meta["author"] or extracted.get("author"),
-            published_at=to_utc(meta["date"]) or to_utc(extracted.get("date")),
+            published_at=meta["dates"].published or to_utc(extracted.get("date")),
+            updated_at=meta["dates"].updated,
             language=meta["language"],
             url=url,
         )

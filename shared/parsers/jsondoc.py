@@ -47,6 +47,7 @@ def record_to_item(record: dict, aliases: dict[str, list[str]], source: str | No
         original_source=as_text(_pick(record, aliases, "original_source")),
         author=as_text(_pick(record, aliases, "author")),
         published_at=to_utc(_pick(record, aliases, "published_at")),
+        updated_at=to_utc(_pick(record, aliases, "updated_at")),
         language=as_text(_pick(record, aliases, "language")),
         url=as_text(_pick(record, aliases, "url")),
         entry_id=entry_id,
@@ -75,6 +76,7 @@ def json_feed_items(feed: dict) -> list[Parsed]:
             "body": entry.get("content_html") or entry.get("content_text") or entry.get("summary"),
             "author": entry.get("authors") or entry.get("author") or feed.get("authors") or feed.get("author"),
             "published_at": entry.get("date_published") or entry.get("date_modified"),
+            "updated_at": entry.get("date_modified"),
             "url": entry.get("url") or entry.get("external_url"),
             "language": entry.get("language") or language,
         }

@@ -72,6 +72,7 @@ def parse(doc: Document) -> list[ParsedItem]:
             source=as_text(_field(meta, "source", "publisher", "site")),
             author=as_text(_field(meta, "author", "authors", "byline")),
             published_at=to_utc(_field(meta, "date", "published", "published_at")),
+            updated_at=to_utc(_field(meta, "updated", "updated_at", "modified", "lastmod", "last_modified")),
             language=as_text(_field(meta, "lang", "language")),
             url=as_text(_field(meta, "url", "link", "canonical")),
         )

@@ -15,6 +15,7 @@ class ParsedItem:
     original_source: str | None = None
     author: str | None = None
     published_at: datetime | None = None
+    updated_at: datetime | None = None
     language: str | None = None
     url: str | None = None
     entry_id: str | None = None
