@@ -80,6 +80,7 @@ def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawIn
         "title": item.title,
         "body": item.body,
         "source": item.source,
+        "original_source": item.original_source,
         "author": item.author,
         "published_at": item.published_at.isoformat() if item.published_at else None,
         "updated_at": item.updated_at.isoformat() if item.updated_at else None,

@@ -32,3 +32,12 @@ def canonical_url(url: str | None) -> str | None:
         host = f"{parts.username}@{host}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not TRACKING_PARAMETER.match(k)]
     return urlunsplit((scheme, host, parts.path or "/", urlencode(query, doseq=True), ""))
+
+
+def host_name(url: str | None) -> str | None:
+    """The site a URL names, for a source without a name: `https://www.wire.example/x` -> `wire.example`."""
+    canonical_form = canonical_url(url)
+    if not canonical_form:
+        return None
+    host = canonical_form.split("/")[2]
+    return host.rsplit("@", 1)[-1].removeprefix("www.")

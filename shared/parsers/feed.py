@@ -12,9 +12,10 @@ import feedparser
 
 from shared.dates import to_utc
 from shared.errors import InputError
-from shared.parsers.fields import as_text, body_text, title_from_body
+from shared.parsers.fields import as_text, body_text, person_name, title_from_body
 from shared.parsers.htmltext import html_to_text
 from shared.parsers.model import Document, EntryFailure, Parsed, ParsedItem
+from shared.urls import host_name
 
 FEED_ROOT = re.compile(rb"<(?:[\w-]+:)?(rss|feed|RDF|rdf:RDF|channel)\b")
 ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
@@ -47,7 +48,21 @@ def _entry_body(entry: dict) -> str | None:
     return _text_of(entry.get("summary_detail"), entry.get("summary"))
 
 
-def _entry_item(entry: dict, source: str | None, language: str | None) -> Parsed:
+def _author(holder: dict) -> str | None:
+    """An entry's or a feed's author: Atom's <author>, RSS's <author> or managingEditor, dc:creator."""
+    return person_name(as_text(holder.get("author")) or as_text(holder.get("authors")))
+
+
+def _original_source(entry: dict) -> str | None:
+    """The outlet an entry first came from: RSS 2.0's <source url="…">Name</source> or Atom's <source>;
+    its name, else its address's host."""
+    source = entry.get("source")
+    if not isinstance(source, dict):
+        return None
+    return as_text(source.get("title")) or host_name(as_text(source.get("href")) or as_text(source.get("link")))
+
+
+def _entry_item(entry: dict, source: str | None, language: str | None, feed_author: str | None) -> Parsed:
     entry_id = as_text(entry.get("id")) or as_text(entry.get("link"))
     body = _entry_body(entry)
     if not body:
@@ -58,7 +73,8 @@ def _entry_item(entry: dict, source: str | None, language: str | None) -> Parsed
         title=title or title_from_body(body),
         body=body,
         source=source,
-        author=as_text(entry.get("author")) or as_text(entry.get("authors")),
+        original_source=_original_source(entry),
+        author=_author(entry) or feed_author,  # Atom: an entry without an author has its feed's
         published_at=_entry_date(entry),
         updated_at=_entry_updated(entry),
         language=as_text(detail.get("language")) or language,
@@ -103,7 +119,7 @@ def parse_feed_bytes(data: bytes) -> tuple[dict, list[dict]]:
 def entries_to_items(feed: dict, entries: list[dict]) -> list[Parsed]:
     source = _text_of(feed.get("title_detail"), feed.get("title"))
     language = as_text(feed.get("language"))
-    return [_entry_item(entry, source, language) for entry in entries]
+    return [_entry_item(entry, source, language, _author(feed)) for entry in entries]
 
 
 def parse(doc: Document) -> list[Parsed]:

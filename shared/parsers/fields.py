@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from shared.parsers.htmltext import html_to_text, looks_like_html
 
 
@@ -22,6 +24,19 @@ def as_text(value: object, depth: int = 0) -> str | None:
         names = [name for name in (as_text(v, depth + 1) for v in value) if name]
         return ", ".join(names) or None
     return None
+
+
+# How feeds write a person: "jane@example.com (Jane Smith)" (RSS) or "Jane Smith <jane@example.com>".
+EMAIL_THEN_NAME = re.compile(r"^\S+@\S+\s*\((?P<name>[^()]+)\)$")
+NAME_THEN_EMAIL = re.compile(r"^(?P<name>[^<>@]+?)\s*<\S+@\S+>$")
+
+
+def person_name(value: str | None) -> str | None:
+    """A person's name without the e-mail address a feed may write around it; an address alone stays."""
+    if not value:
+        return value
+    match = EMAIL_THEN_NAME.match(value) or NAME_THEN_EMAIL.match(value)
+    return match.group("name").strip() if match else value
 
 
 def body_text(value: object) -> str | None:

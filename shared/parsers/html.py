@@ -19,7 +19,7 @@ from shared.fingerprint import canonical
 from shared.parsers.htmldates import page_dates
 from shared.parsers.htmltext import xml_element_to_text
 from shared.parsers.model import Document, ParsedItem
-from shared.urls import canonical_url
+from shared.urls import host_name
 
 HTML_START = re.compile(r"<(!doctype\s+html|html|head|body|p|div|article|title|h1|meta)\b", re.IGNORECASE)
 TITLE_SEPARATORS = re.compile(r"\s+[|\-–—·:]\s+")
@@ -96,11 +96,6 @@ def _main_text(html: str, title: str | None) -> tuple[str, lxml.etree._Element]:
     return (xml_element_to_text(main) if main is not None else ""), doc
 
 
-def _host(url: str | None) -> str | None:
-    canonical_form = canonical_url(url)
-    return canonical_form.split("/")[2].removeprefix("www.") if canonical_form else None
-
-
 def parse(doc: Document) -> list[ParsedItem]:
     try:
         tree = lxml.html.document_fromstring(doc.text)
@@ -116,7 +111,7 @@ def parse(doc: Document) -> list[ParsedItem]:
         ParsedItem(
             title=title,
             body=body,
-            source=meta["site"] or extracted.get("sitename") or _host(url),
+            source=meta["site"] or extracted.get("sitename") or host_name(url),
             author=meta["author"] or extracted.get("author"),
             published_at=meta["dates"].published or to_utc(extracted.get("date")),
             updated_at=meta["dates"].updated,
