@@ -29,6 +29,10 @@ LIST_LINE = re.compile(r"^(?:[—–•*·-]|\d+[.)])\s")
 # "…last sentence. (Reuters)" and "(Reuters)" or "AFP" on a line of their own
 TRAILING_WIRE = re.compile(rf"^(?P<before>.*{SENTENCE_END})\s*\((?P<outlet>[A-Z][\w.&' -]{{1,40}})\)$")
 LONE_WIRE = re.compile(r"^\((?P<paren>[A-Z][\w.&' -]{1,40})\)$|^(?P<caps>[A-Z]{2,}(?:[ /&-][A-Z]{2,})?)$")
+# "LONDON (Reuters) -", "SYDNEY (AAP) —", "REYKJAVIK, Iceland (AP) —" opening the first paragraph.
+DATELINE = re.compile(
+    r"^[A-Z][A-Z.'’ -]{1,40}(?:,[^()\n]{1,40})?\s\((?P<agency>[A-Za-z][\w.&' -]{0,30})\)\s*(?:[—–]|-)\s"
+)
 NOT_AN_OUTLET = re.compile(r"[,;:!?]|\.$")  # a clause or a sentence, not a name
 LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 # py3langid's cost grows with the text (its byte loop runs in Python); its answer settles long
@@ -164,6 +168,15 @@ def take_closing_attribution(item: ParsedItem, rules: Rules) -> ParsedItem:
     return item.but(body=body, original_source=item.original_source or outlet)
 
 
+def credit_dateline_agency(item: ParsedItem, rules: Rules) -> ParsedItem:
+    """A dateline (`LONDON (Reuters) - …`) stays in the body; its agency is the original source when
+    nothing closer to the text (a field of the input, a closing attribution) named one."""
+    if item.original_source:
+        return item
+    match = DATELINE.match(item.body.lstrip())
+    return item.but(original_source=match.group("agency").strip()) if match else item
+
+
 def canonicalise_url(item: ParsedItem, rules: Rules) -> ParsedItem:
     """Scheme and host lower-cased; fragments and tracking parameters (utm_*, fbclid…) removed."""
     return item.but(url=canonical_url(item.url))
@@ -236,6 +249,7 @@ STEPS = (
     take_article_source,
     drop_boilerplate,
     take_closing_attribution,
+    credit_dateline_agency,
     tidy_paragraphs,
     tidy_fields,
     canonicalise_url,

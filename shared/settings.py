@@ -53,6 +53,11 @@ DEFAULT_BOILERPLATE = [
     r"(this (site|website) uses|we use) cookies.{0,200}",
     r"follow us on .{1,80}",
     r"advertisement",
+    # Closing credit and rights lines of wire and newspaper copy.
+    r"\((?:additional )?(?:reporting|writing|editing|compiled|translated)\s+by\b[^()]{1,300}\)",
+    r"(?:additional )?reporting by [^.;]{1,120}; editing by [^.;]{1,120}\.?",
+    r"(?:©|\(c\)|copyright\s+(?:©\s*)?(?:\d{4}|\(c\)))[^\n]{0,150}",
+    r"[^\n]{0,150}\ball rights reserved\.?",
 ]
 
 

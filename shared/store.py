@@ -524,3 +524,23 @@ def set_clusters(session: Session, placements: dict[int, Any]) -> None:
         for item_id, p in placements.items()
     ]
     session.execute(update(Item), rows)
+
+
+# -- the metadata report ---------------------------------------------------------------------------
+
+# The fields an input may or may not give (title and body every item has).
+REPORTED_FIELDS = ("source", "original_source", "author", "published_at", "updated_at", "language", "url")
+
+
+def field_shares(session: Session) -> list[dict[str, Any]]:
+    """Per format, oldest format name first: how many items, and the share (0 to 1) having each field."""
+    present = [func.count(getattr(Item, name)) for name in REPORTED_FIELDS]
+    rows = session.execute(select(Item.format, func.count(), *present).group_by(Item.format).order_by(Item.format))
+    return [
+        {
+            "format": fmt,
+            "items": total,
+            "fields": {name: round(found / total, 3) for name, found in zip(REPORTED_FIELDS, counts)},
+        }
+        for fmt, total, *counts in rows
+    ]

@@ -345,6 +345,11 @@ def test_every_format_lands_and_the_same_article_is_one_item(deployment):
     assert failure["ref"] == "stream.jsonl" and failure["reason"].startswith("line 2: not valid JSON")
     status = deployment.status()
     assert (status["items"], status["duplicates"], status["failed"]) == (len(items), 4, 1)
+    shares = {row["format"]: row for row in json.loads(deployment.run("stats", "fields", "--json").stdout)}
+    assert sum(row["items"] for row in shares.values()) == len(items)
+    assert shares["text"]["fields"]["source"] == 1.0 and shares["feed"]["fields"]["published_at"] == 1.0
+    table = deployment.run("stats", "fields").stdout.splitlines()
+    assert table[0].split()[:3] == ["format", "items", "source"] and len(table) == 1 + len(shares)
 
 
 def test_metrics_are_summed_over_every_worker_process(deployment):

@@ -896,13 +896,7 @@ def test_a_text_article_rewrapped_at_any_width_is_the_same_content(paras, width)
     assert other.content_hash == one.content_hash
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: shared/parsers/text.py takes the first line of a re-wrapped first paragraph (short, no closing "
-    "punctuation) for the publisher line, so re-wrapping moves it out of the body and changes the hash",
-)
-@known_bug(150)
+@budget(150)
 @given(paras=prose, width=st.integers(1, 100))
 @example(paras=["The harbour was closed on Monday after the storm damaged two piers.", "More follows."], width=30)
 def test_a_text_article_without_a_publisher_line_rewrapped_at_any_width_is_the_same_content(paras, width):

@@ -115,3 +115,17 @@ def test_the_ledger_remembers_what_was_taken(db_url):
     with session_scope(db_url) as session:
         assert store.taken_signatures(session) == {"a.txt": (12, 222)}
         assert store.taken_file(session, "a.txt").sha256 == "bb"
+
+
+def test_field_shares_per_format(db_url):
+    """`ingest stats fields`: per format, the share of items having each field."""
+    save(db_url, ITEM.but(author="Ana"), "sha256:f1", arrival("f1:0"))
+    save(db_url, ITEM.but(language=None), "sha256:f2", arrival("f2:0"))
+    with session_scope(db_url) as session:
+        store.save_item(session, ITEM.but(url="https://x.example/"), "sha256:f3", "html", arrival("f3:0"))
+        shares = store.field_shares(session)
+    assert [(row["format"], row["items"]) for row in shares] == [("html", 1), ("text", 2)]
+    html, text = (row["fields"] for row in shares)
+    assert (html["url"], html["author"], html["source"]) == (1.0, 0.0, 1.0)
+    assert (text["author"], text["language"], text["published_at"], text["updated_at"]) == (0.5, 0.5, 0.0, 0.0)
+    assert set(text) == {"source", "original_source", "author", "published_at", "updated_at", "language", "url"}

@@ -285,3 +285,36 @@ def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to
     typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
     if problems:
         raise typer.Exit(1)
+
+
+stats_cli = typer.Typer(help="Reports on what the store holds.", no_args_is_help=True)
+cli.add_typer(stats_cli, name="stats")
+
+
+@stats_cli.command("fields")
+def stats_fields(as_json: Annotated[bool, typer.Option("--json", help="A JSON array")] = False) -> None:
+    """Per format, the share of items having each field: a source that stopped giving dates or authors shows."""
+    settings = setup("cli")
+    with session_scope(open_store(settings)) as session:
+        shares = store.field_shares(session)
+    if as_json:
+        typer.echo(json.dumps(shares, indent=2))
+    elif not shares:
+        typer.echo("no items")
+    else:
+        typer.echo("\n".join(field_share_table(shares)))
+
+
+def field_share_table(shares: list[dict]) -> list[str]:
+    """One row a format: its item count and each field's share as a whole percentage."""
+    names = list(shares[0]["fields"])
+    widths = [max(len("format"), *(len(row["format"]) for row in shares)), 7, *(max(len(n), 4) for n in names)]
+    header = ["format", "items", *names]
+    rows = [header] + [
+        [row["format"], str(row["items"]), *(f"{row['fields'][name]:.0%}" for name in names)] for row in shares
+    ]
+    return ["  ".join(_aligned(n, cell, width) for n, (cell, width) in enumerate(zip(cells, widths))) for cells in rows]
+
+
+def _aligned(column: int, cell: str, width: int) -> str:
+    return cell.rjust(width) if column else cell.ljust(width)
