@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: up test bench lock clean
+.PHONY: up test drills bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 up: $(VENV)/.installed
 	$(BIN)/ingest up
 
+# Everything but the slow fault drills: under five minutes on two cores. CI (.ci/run) runs both.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not drill"
+
+drills: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m drill
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

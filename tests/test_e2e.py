@@ -53,7 +53,7 @@ def test_the_sample_lands_with_every_field(deployment):
 
 
 def test_the_sample_again_elsewhere_is_one_item_with_two_origins(deployment):
-    """Another name, a subfolder, CRLF and straight quotes: a duplicate arrival, not a new item."""
+    """Another name, a subfolder, CRLF and straight quotes, re-wrapped: duplicate arrivals, not new items."""
     copy_sample(deployment.seeds)
     deployment.start("--concurrency", "2")
     deployment.drain()
@@ -65,6 +65,15 @@ def test_the_sample_again_elsewhere_is_one_item_with_two_origins(deployment):
     assert sorted(origin["ref"] for origin in item["origins"]) == ["000_adca40b1d62e3161.txt", "again/copy.txt"]
     status = deployment.status()
     assert (status["items"], status["origins"], status["duplicates"], status["pending"]) == (1, 2, 1, 0)
+    # Re-wrapped at 40, 60 and 72 columns, headline included (issue 11): three more arrivals of one item.
+    from tests.test_text_shapes import _sample_rewrapped
+
+    for width in (40, 60, 72):
+        (deployment.seeds / "again" / f"wrapped-{width}.txt").write_bytes(_sample_rewrapped(width, crlf=width == 60))
+    deployment.drain()
+    [item] = deployment.export()
+    assert len(item["origins"]) == 5 and item["title"] == "Putin seeks foreign volunteers to fight in Ukraine"
+    assert (item["source"], item["original_source"]) == ("The Chronicle", "BBC News")
 
 
 def test_five_hundred_files_at_once_all_land(deployment):
