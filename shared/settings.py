@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         600, gt=0, description="Seconds before an unacknowledged message is delivered again"
     )
+    events_maxlen: int = Field(
+        100_000, ge=1, description="Events the `ingest:events` stream keeps, about (MAXLEN ~): the newest"
+    )
     worker_kills_max: int = Field(
         3, ge=1, description="Times an input may kill a worker process before it is recorded as a failure"
     )

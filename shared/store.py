@@ -515,6 +515,17 @@ def unplaced_items(session: Session, item_ids: Iterable[int]) -> list[tuple[int,
     return [(item_id, body) for item_id, body in rows]
 
 
+def first_arrivals(session: Session, item_ids: Iterable[int]) -> dict[int, str]:
+    """item id -> the arrival key of its first origin (the arrival that stored it)."""
+    ids = sorted(set(item_ids))
+    if not ids:
+        return {}
+    first = select(Origin.item_id, func.min(Origin.id).label("first_id")).where(Origin.item_id.in_(ids))
+    first = first.group_by(Origin.item_id).subquery()
+    rows = session.execute(select(first.c.item_id, Origin.arrival_key).join(Origin, Origin.id == first.c.first_id))
+    return {item_id: key for item_id, key in rows}
+
+
 def set_clusters(session: Session, placements: dict[int, Any]) -> None:
     """Record many items' placements (cluster_id, matched_item_id, similarity) in one bulk UPDATE."""
     if not placements:

@@ -1,4 +1,4 @@
-"""`ingest logs`, `ingest doctor` and `ingest migrate`: operating the service."""
+"""`ingest logs`, `ingest events`, `ingest doctor` and `ingest migrate`: operating the service."""
 
 from __future__ import annotations
 
@@ -75,3 +75,40 @@ def migrate() -> None:
         typer.echo(f"{store} created at schema revision {HEAD}")
     else:
         typer.echo(f"{store} migrated from schema revision {found} to {HEAD}")
+
+
+FOLLOW_BLOCK_MS = 1000  # a follow waits this long for a new event before looking again (Ctrl-C ends it)
+
+
+@cli.command()
+def events(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing events as they come")] = False,
+    start: Annotated[str, typer.Option("--from", help="Only events after this stream id (0: all kept)")] = "0",
+    event: Annotated[Optional[str], typer.Option("--event", help="Only these events; a glob: 'item.*'")] = None,
+) -> None:
+    """The `ingest:events` stream, one JSON object a line ({"id": …, "event": …, …}), oldest first."""
+    from shared import events as stream
+    from worker import broker
+
+    settings = setup("cli")
+    with broker.broker_url(settings) as url:
+        client = broker.connect(url)
+        after = start
+        while True:  # what the stream keeps, a page at a time
+            batch = stream.read(client, after)
+            after = _show_events(batch, event, after)
+            if len(batch) < stream.READ_COUNT:
+                break
+        while follow:
+            after = _show_events(stream.read(client, after, block_ms=FOLLOW_BLOCK_MS), event, after)
+
+
+def _show_events(batch: list[tuple[str, dict[str, str]]], pattern: str | None, after: str) -> str:
+    """Print the events matching `pattern` as JSON lines; the id to read after next."""
+    import fnmatch
+    import json
+
+    for entry_id, fields in batch:
+        if pattern is None or fnmatch.fnmatchcase(fields.get("event", ""), pattern):
+            typer.echo(json.dumps({"id": entry_id, **fields}, ensure_ascii=False))
+    return batch[-1][0] if batch else after

@@ -18,12 +18,14 @@ from shared import pipeline, store, subscriptions
 from shared.db import session_scope
 from shared.deliveries import Deliveries
 from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
+from shared.events import Event, event, publish
 from shared.feeds import MAX_REDIRECTS, FetchLimits, safe_client
 from shared.metrics import FEED_POLLS, ITEMS
 from shared.models import Feed
 from shared.parsers import format_name
 from shared.polling import PollReport, poll_feed
 from shared.messages import Batch, RawInput
+from shared.redact import mask_secrets
 from shared.settings import get_settings
 from worker.broker import QUEUE
 
@@ -129,13 +131,83 @@ def store_and_place(prepared: list[pipeline.Prepared], keep_raw: bool, started: 
     outcomes = pipeline.store_batch(settings.store_url, prepared, keep_raw)
     item_ids = [o.item_id for per_input in outcomes for o in per_input if getattr(o, "item_id", None) is not None]
     placements: dict[int, Placement] = {}
+    first_arrivals: dict[int, str] = {}
     if item_ids:
         with session_scope(settings.store_url) as session:
             placements = pipeline.place_all(session, _index(), item_ids)
+            first_arrivals = store.first_arrivals(session, _redelivered_items(outcomes))
     for raw, per_input in zip(inputs, outcomes):
         for outcome in per_input:
             log_outcome(outcome, raw, started, placements.get(getattr(outcome, "item_id", None)))
+    publish(_events_redis(), outcome_events(prepared, outcomes, placements, first_arrivals), settings.events_maxlen)
     return outcomes
+
+
+def _redelivered_items(outcomes: list[list[store.Outcome]]) -> list[int]:
+    return [o.item_id for per_input in outcomes for o in per_input if isinstance(o, store.Redelivered) and o.item_id]
+
+
+@lru_cache(maxsize=1)
+def _events_redis() -> redis.Redis:
+    return _patient_redis()
+
+
+def outcome_events(
+    prepared: list[pipeline.Prepared],
+    outcomes: list[list[store.Outcome]],
+    placements: dict[int, Placement],
+    first_arrivals: dict[int, str],
+) -> list[Event]:
+    """The events of a message's outcomes, in order. A message delivered again (its worker died after
+    the commit, or a retry) emits its arrivals' events again: consumers get each at least once."""
+    found: list[Event] = []
+    for one, per_input in zip(prepared, outcomes):
+        for write, outcome in zip(one.writes, per_input):
+            found += _events_of(one.raw, write, outcome, placements, first_arrivals)
+    return found
+
+
+def _events_of(
+    raw: RawInput,
+    write: store.Write,
+    outcome: store.Outcome,
+    placements: dict[int, Placement],
+    first_arrivals: dict[int, str],
+) -> list[Event]:
+    origin = {"origin": raw.ref, "kind": raw.kind, "entry_id": write.arrival.entry_id, "arrival": write.arrival.key}
+    if isinstance(write, store.FailureWrite) or isinstance(outcome, store.Failed):
+        reason = outcome.reason if isinstance(outcome, store.Failed) else write.reason
+        return [event("input.failed", reason=reason, **origin)]
+    if outcome.item_id is None:
+        return []
+    placement = placements.get(outcome.item_id)
+    stored = isinstance(outcome, store.Stored) or first_arrivals.get(outcome.item_id) == write.arrival.key
+    item = write.item
+    if stored:
+        found = [
+            event(
+                "item.stored",
+                item_id=outcome.item_id,
+                title=item.title,
+                source=item.source,
+                url=item.url,
+                cluster_id=placement and placement.cluster_id,
+                **origin,
+            )
+        ]
+    else:
+        found = [event("item.duplicate", item_id=outcome.item_id, **origin)]
+    if placement is not None and placement.matched_item_id is not None:
+        found.append(
+            event(
+                "item.clustered",
+                item_id=outcome.item_id,
+                cluster_id=placement.cluster_id,
+                matched_item_id=placement.matched_item_id,
+                similarity=placement.similarity,
+            )
+        )
+    return found
 
 
 def send_batch(batch: Batch) -> None:
@@ -186,6 +258,15 @@ def fetch_feed(feed_id: int) -> None:
             resend_after=settings.visibility_timeout,
         )
     log_poll(report)
+    if report.error is not None:
+        failed = event(
+            "feed.failed",
+            feed=mask_secrets(report.url),
+            status=report.status,
+            error=mask_secrets(report.error),
+            scope="gone" if not report.enabled else "network" if report.network else "feed",
+        )
+        publish(_events_redis(), [failed], settings.events_maxlen)
 
 
 def log_poll(report: PollReport) -> None:
