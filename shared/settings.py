@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from shared.durations import parse_duration
 from pydantic_settings import (
     BaseSettings,
@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on 127.0.0.1:PORT/metrics from `ingest up`"
     )
+    api_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve the HTTP API on this port (`ingest api`, `ingest up`)"
+    )
+    api_host: str = Field(
+        "127.0.0.1", description="Address the HTTP API binds to; anything but loopback needs api_token"
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token every API endpoint but /healthz and /readyz asks for"
+    )
+    api_max_request_bytes: int = Field(
+        64 * MIB, gt=0, description="Largest request body the API reads (a POST of several documents); larger: 413"
+    )
     keep_raw: bool = Field(True, description="Keep every input's original bytes, compressed, in the store")
     watch_polling: bool = Field(
         False, description="Poll the seeds folder instead of inotify (network and container mounts)"
@@ -158,7 +170,9 @@ class Settings(BaseSettings):
         None, gt=0, description="Worker processes for `ingest up`; unset: one per core"
     )
 
-    @field_validator("log_format", "log_file", "redis_url", "database_url", "metrics_port", mode="before")
+    @field_validator(
+        "log_format", "log_file", "redis_url", "database_url", "metrics_port", "api_port", "api_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty string in TOML or the environment means "not set", not "the empty URL".

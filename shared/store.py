@@ -430,6 +430,66 @@ def export_records(session: Session, since: datetime | None = None) -> Iterator[
         last_id = items[-1].id
 
 
+@dataclass(frozen=True)
+class ItemFilter:
+    """What `GET /items` narrows by; None: any."""
+
+    since: datetime | None = None
+    source: str | None = None
+    language: str | None = None
+    cluster: int | None = None
+    format: str | None = None
+
+
+def item_page(session: Session, after: int, limit: int, where: ItemFilter) -> list[dict[str, Any]]:
+    """Up to `limit` items with an id above `after`, in id order, as exported: a cursor that new
+    items never disturb (they get higher ids)."""
+    query = select(Item).where(Item.id > after).order_by(Item.id).limit(limit)
+    if where.since is not None:
+        query = query.where(Item.ingested_at >= where.since)
+    if where.source is not None:
+        query = query.where(Item.source == where.source)
+    if where.language is not None:
+        query = query.where(Item.language == where.language)
+    if where.cluster is not None:
+        query = query.where(or_(Item.cluster_id == where.cluster, Item.id == where.cluster))
+    if where.format is not None:
+        query = query.where(Item.format == where.format)
+    items = list(session.execute(query).scalars())
+    origins = _origins_of(session, [item.id for item in items])
+    return [item_record(item, origins[item.id]) for item in items]
+
+
+def one_item(session: Session, item_id: int) -> dict[str, Any] | None:
+    item = session.get(Item, item_id)
+    return item_record(item, _origins_of(session, [item_id])[item_id]) if item is not None else None
+
+
+def arrival_state(session: Session, arrival_id: str) -> dict[str, Any] | None:
+    """Where one arrival stands: stored or duplicate (with the item), failed (with the reason), pending
+    (submitted, not stored yet), per part for a document of many entries; None when unknown."""
+    prefix = f"{arrival_id}:"
+    parts: list[dict[str, Any]] = []
+    origins = session.execute(select(Origin).where(Origin.arrival_key.startswith(prefix, autoescape=True)))
+    origins = list(origins.scalars())
+    first = first_arrivals(session, [origin.item_id for origin in origins])
+    for origin in origins:
+        outcome = "stored" if first.get(origin.item_id) == origin.arrival_key else "duplicate"
+        parts.append({"part": _part(origin.arrival_key), "state": outcome, "item_id": origin.item_id})
+    failures = session.execute(select(Failure).where(Failure.arrival_key.startswith(prefix, autoescape=True)))
+    for failure in failures.scalars():
+        parts.append({"part": _part(failure.arrival_key), "state": "failed", "reason": failure.reason})
+    if parts:
+        parts.sort(key=lambda part: part["part"])
+        return {"arrival_id": arrival_id, "state": parts[0]["state"], "parts": parts}
+    submitted = session.execute(select(Submission.id).where(Submission.arrival_key == f"{arrival_id}:0")).first()
+    return {"arrival_id": arrival_id, "state": "pending", "parts": []} if submitted else None
+
+
+def _part(arrival_key: str) -> int:
+    return int(arrival_key.rsplit(":", 1)[1])
+
+
 def failure_records(session: Session) -> list[dict[str, Any]]:
     rows = session.execute(select(Failure).order_by(Failure.at, Failure.id)).scalars()
     return [{"ref": f.ref, "entry_id": f.entry_id, "reason": f.reason, "at": _iso(f.at)} for f in rows]

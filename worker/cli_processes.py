@@ -61,6 +61,7 @@ def up(
         ),
         Child("watcher", ingest_argv("watch")),
         Child("beat", ingest_argv("beat")),
+        *([Child("api", ingest_argv("api"))] if settings.api_port is not None else []),
     ]
     env = {**os.environ, "INGEST_REDIS_URL": url}
     metrics = _start_metrics(settings, url, env)
@@ -94,6 +95,29 @@ def _start_metrics(settings: Settings, redis_url: str, env: dict[str, str]):
         raise ServiceError(f"cannot serve metrics on 127.0.0.1:{settings.metrics_port} ({exc.strerror})") from None
     log.info("metrics.serving", url=f"http://127.0.0.1:{settings.metrics_port}/metrics")
     return server
+
+
+@cli.command()
+def api() -> None:
+    """The HTTP API alone, on INGEST_API_HOST:INGEST_API_PORT (OpenAPI at /docs)."""
+    import uvicorn
+
+    from worker.api import create_api, refuse_open_binding
+
+    settings = setup("api")
+    if settings.api_port is None:
+        raise ServiceError("set INGEST_API_PORT to the port the API should listen on")
+    refuse_open_binding(settings)
+    open_store(settings)
+    url = broker.running_redis_url(settings)
+    if url is None:
+        raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
+    broker.connect_patiently(url)
+    log.info("api.serving", url=f"http://{settings.api_host}:{settings.api_port}", token=settings.api_token is not None)
+    # Our logging set-up, not uvicorn's: its records become JSON lines like every other.
+    uvicorn.run(
+        create_api(settings, url), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+    )
 
 
 @cli.command()

@@ -62,7 +62,8 @@ def pending_total(detail: dict[str, int]) -> int:
     return detail["files_waiting"] + max(detail["queued"] + detail["in_flight"], detail["files_unstored"])
 
 
-def _status(settings: Settings, store_url: str, redis_url: str) -> dict:
+def status_record(settings: Settings, store_url: str, redis_url: str) -> dict:
+    """What `ingest status --json` prints (and the API's GET /status)."""
     with session_scope(store_url) as session:
         result = store.counts(session)
     detail = _pending(settings, store_url, redis_url)
@@ -106,7 +107,7 @@ def status(
         if live:
             _watch_status(settings, store_url, redis_url)
             return
-        current = _status(settings, store_url, redis_url)
+        current = status_record(settings, store_url, redis_url)
     typer.echo(json.dumps(current) if as_json else _status_text(current))
 
 
@@ -114,11 +115,11 @@ def _watch_status(settings: Settings, store_url: str, redis_url: str) -> None:
     from rich.live import Live
     from rich.text import Text
 
-    with Live(Text(_status_text(_status(settings, store_url, redis_url))), auto_refresh=False) as screen:
+    with Live(Text(_status_text(status_record(settings, store_url, redis_url))), auto_refresh=False) as screen:
         try:
             while True:
                 time.sleep(1)
-                screen.update(Text(_status_text(_status(settings, store_url, redis_url))), refresh=True)
+                screen.update(Text(_status_text(status_record(settings, store_url, redis_url))), refresh=True)
         except KeyboardInterrupt:
             return
 

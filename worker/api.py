@@ -1,0 +1,261 @@
+"""The HTTP API (`ingest api`, and `ingest up` when INGEST_API_PORT is set): FastAPI on uvicorn.
+
+Documents POSTed here go through exactly what `ingest submit` does: recorded in the outbox, then
+packed into messages for the workers; the answer (202, each input's arrival id) never waits for a
+worker. Reads come from the store. With INGEST_API_TOKEN set every endpoint but /healthz and
+/readyz asks for `Authorization: Bearer <token>`; without one the API serves loopback only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
+
+from shared import store
+from shared.db import session_scope
+from shared.errors import InputError, ServiceError
+from shared.messages import Batch, RawInput, packs
+from shared.parsers import format_for
+from shared.redact import mask_secrets
+from shared.schema import schema_state
+from shared.settings import Settings
+from worker import broker
+
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
+
+
+class Accepted(BaseModel):
+    name: str
+    arrival_id: str
+    size: int
+
+
+class AcceptedDocuments(BaseModel):
+    arrivals: list[Accepted]
+
+
+class ItemPage(BaseModel):
+    items: list[dict[str, Any]]
+    next: int | None  # pass as `after` for the next page; None: no more items now
+
+
+class Problem(BaseModel):
+    error: str
+
+
+def refuse_open_binding(settings: Settings) -> None:
+    """Without a token the API may only listen where nobody but this machine can reach it."""
+    if settings.api_token is None and not _is_loopback(settings.api_host):
+        raise ServiceError(
+            f"refusing to serve the API on {settings.api_host} without INGEST_API_TOKEN: "
+            "set a token, or leave INGEST_API_HOST at 127.0.0.1"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_api(settings: Settings, redis_url: str) -> FastAPI:
+    api = FastAPI(title="ingest", summary="Documents in, structured items out: the ingestion service's HTTP API.")
+    state = ApiState(settings, redis_url)
+    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+
+    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not authorization or not authorization.startswith("Bearer ") or not hmac.compare_digest(given, token):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @api.exception_handler(HTTPException)
+    async def _problem(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    guarded = [Depends(authorised)]
+
+    @api.get("/healthz", summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", summary="Redis and the database answer and the schema is current (503 otherwise)")
+    def readyz() -> JSONResponse:
+        reason = state.not_ready()
+        if reason is not None:
+            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    @api.post(
+        "/documents",
+        status_code=202,
+        dependencies=guarded,
+        responses={413: {"model": Problem}, 415: {"model": Problem}},
+    )
+    async def post_documents(
+        request: Request,
+        name: Annotated[str | None, Query(description="The file name (its extension picks the format)")] = None,
+        x_filename: Annotated[str | None, Header()] = None,
+    ) -> AcceptedDocuments:
+        """One document as the raw body (its name as `?name=` or `X-Filename`), or several as multipart."""
+        body = await capped_body(request, settings.api_max_request_bytes)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            documents = await multipart_documents(request, body)
+        else:
+            documents = [(name or x_filename or "", body)]
+        inputs = [state.input_of(document_name, data) for document_name, data in documents]
+        await run_in_threadpool(state.submit, inputs)  # the store and Redis block: not on the event loop
+        return AcceptedDocuments(arrivals=[Accepted(name=i.ref, arrival_id=i.arrival_id, size=i.size) for i in inputs])
+
+    @api.get("/arrivals/{arrival_id}", dependencies=guarded, responses={404: {"model": Problem}})
+    def get_arrival(arrival_id: str) -> dict[str, Any]:
+        """pending, stored or duplicate (with the item id), failed (with the reason); per part for a
+        document of many entries."""
+        with session_scope(settings.store_url) as session:
+            found = store.arrival_state(session, arrival_id)
+        if found is None:
+            raise HTTPException(404, f"no arrival {arrival_id}")
+        return found
+
+    @api.get("/items", dependencies=guarded)
+    def get_items(
+        after: Annotated[int, Query(ge=0, description="The `next` of the page before: items above this id")] = 0,
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT,
+        since: Annotated[datetime | None, Query(description="Ingested at or after (ISO 8601)")] = None,
+        source: str | None = None,
+        language: str | None = None,
+        cluster: Annotated[int | None, Query(description="Items of this cluster id")] = None,
+        format: Annotated[str | None, Query(description="text, html, markdown, json, jsonl, feed")] = None,
+    ) -> ItemPage:
+        """Items in id order, a page at a time: stable while new items arrive (they get higher ids)."""
+        where = store.ItemFilter(since, source, language, cluster, format)
+        with session_scope(settings.store_url) as session:
+            items = store.item_page(session, after, limit, where)
+        return ItemPage(items=items, next=items[-1]["id"] if len(items) == limit else None)
+
+    @api.get("/items/{item_id}", dependencies=guarded, responses={404: {"model": Problem}})
+    def get_item(item_id: int) -> dict[str, Any]:
+        with session_scope(settings.store_url) as session:
+            found = store.one_item(session, item_id)
+        if found is None:
+            raise HTTPException(404, f"no item {item_id}")
+        return found
+
+    @api.get("/failures", dependencies=guarded)
+    def get_failures() -> list[dict[str, Any]]:
+        with session_scope(settings.store_url) as session:
+            return store.failure_records(session)
+
+    @api.get("/status", dependencies=guarded)
+    def get_status() -> dict[str, Any]:
+        """The body of `ingest status --json`."""
+        from worker.cli_state import status_record
+
+        return status_record(settings, settings.store_url, redis_url)
+
+    return api
+
+
+class ApiState:
+    """What the endpoints share: the settings, the broker, an app that sends tasks by name."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self._sender = None
+
+    def sender(self):
+        """An app that sends tasks by name, made at the first POST (the pipeline stays unimported)."""
+        if self._sender is None:
+            from worker.cli_common import sending_app
+
+            self._sender = sending_app(self.redis_url)
+        return self._sender
+
+    def input_of(self, name: str, data: bytes) -> RawInput:
+        """A posted document as the pipeline takes it, or the HTTP error that refuses it."""
+        if not name:
+            raise HTTPException(415, "no file name: give ?name=, an X-Filename header, or a multipart file name")
+        try:
+            format_for(name)
+        except InputError as exc:
+            raise HTTPException(415, f"{exc}: {name}") from None
+        if len(data) > self.settings.max_file_bytes:
+            raise HTTPException(
+                413, f"too large: {len(data)} bytes exceeds the {self.settings.max_file_bytes} byte limit"
+            )
+        return RawInput.from_bytes(data, kind="file", ref=name)
+
+    def submit(self, inputs: list[RawInput]) -> None:
+        """As `ingest submit`: each input in the outbox first (a lost message is sent again), then sent packed."""
+        from worker.cli_common import send
+
+        settings = self.settings
+        for pack in packs(inputs, lambda raw: raw.size, settings.watch_batch_files, settings.watch_batch_bytes):
+            with session_scope(settings.store_url) as session:
+                for raw in pack:
+                    store.record_submission(session, raw)
+            send(self.sender(), Batch(inputs=pack))
+
+    def not_ready(self) -> str | None:
+        try:
+            broker.connect(self.redis_url).ping()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ServiceError) as exc:
+            return (
+                f"Redis does not answer ({mask_secrets(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)})"
+            )
+        try:
+            schema = schema_state(self.settings.store_url)
+        except Exception as exc:  # any driver's refusal: the reason is the answer, the probe must not fail
+            return f"the database does not answer ({mask_secrets(str(exc).splitlines()[0])})"
+        if not schema.current:
+            return f"the store is at schema revision {schema.revision}, this ingest needs {schema.head}"
+        return None
+
+
+async def capped_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit`: never read whole first."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body of {declared} bytes exceeds the {limit} byte limit")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise HTTPException(413, f"request body exceeds the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def multipart_documents(request: Request, body: bytes) -> list[tuple[str, bytes]]:
+    """Every file of a multipart body as (its file name, its bytes)."""
+
+    async def once() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, once(), max_files=1000, max_fields=1000).parse()
+    except Exception as exc:  # python-multipart's errors for a malformed body: the client's mistake
+        raise HTTPException(400, f"unreadable multipart body ({exc})") from None
+    documents = []
+    for _field, value in form.multi_items():
+        if hasattr(value, "read"):
+            documents.append((value.filename or "", await value.read()))
+    if not documents:
+        raise HTTPException(400, "a multipart body without a file")
+    return documents
