@@ -510,11 +510,13 @@ def counts(session: Session) -> dict[str, int]:
 # -- near-duplicate clusters ----------------------------------------------------------------------
 
 
-def cluster_records(session: Session) -> list[dict[str, Any]]:
-    """Groups of two or more items, largest first, each item with its title, source and why it joined."""
+def cluster_records(session: Session, cluster_id: int | None = None) -> list[dict[str, Any]]:
+    """Groups of two or more items (or the one group `cluster_id`), largest first, each item with its
+    title, source and why it joined."""
+    grouped = Item.cluster_id.is_not(None) if cluster_id is None else Item.cluster_id == cluster_id
     sizes = (
         select(Item.cluster_id, func.count().label("size"))
-        .where(Item.cluster_id.is_not(None))
+        .where(grouped)
         .group_by(Item.cluster_id)
         .having(func.count() >= 2)
         .subquery()

@@ -51,6 +51,15 @@ def remove_feed(session: Session, url: str) -> bool:
     return True
 
 
+def remove_feed_by_id(session: Session, feed_id: int) -> bool:
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return False
+    session.execute(delete(FeedEntry).where(FeedEntry.feed_id == feed.id))
+    session.delete(feed)
+    return True
+
+
 def all_feeds(session: Session) -> list[Feed]:
     return list(session.execute(select(Feed).order_by(Feed.id)).scalars())
 
@@ -129,6 +138,7 @@ def feed_record(feed: Feed) -> dict[str, Any]:
     """A subscription as `ingest status --json` and `ingest feeds list --json` show it."""
     iso = lambda value: value.isoformat().replace("+00:00", "Z") if value else None  # noqa: E731
     return {
+        "id": feed.id,
         "url": feed.url,
         "title": feed.title,
         "every_seconds": feed.interval_seconds,

@@ -104,6 +104,34 @@ def test_refusals_are_json_with_the_right_status(api_site):
     assert httpx.get(f"{base}/failures", timeout=10).json() == []
 
 
+def test_feeds_are_managed_and_clusters_listed(api_site):
+    """POST /feeds subscribes (201), GET /feeds lists, DELETE /feeds/{id} unsubscribes (204, then 404);
+    a near-copy of a stored article shows as a cluster of two."""
+    deployment, base = api_site
+    added = httpx.post(f"{base}/feeds", json={"url": "http://feeds.example/news.xml", "every": "2h"}, timeout=10)
+    assert added.status_code == 201 and (added.json()["url"], added.json()["every_seconds"]) == (
+        "http://feeds.example/news.xml",
+        7200,
+    )
+    assert [feed["id"] for feed in httpx.get(f"{base}/feeds", timeout=10).json()] == [added.json()["id"]]
+    assert httpx.post(f"{base}/feeds", json={"url": "ftp://x.example/a"}, timeout=10).status_code == 422
+    assert (
+        httpx.post(f"{base}/feeds", json={"url": "http://x.example/a", "every": "soon"}, timeout=10).status_code == 422
+    )
+    assert httpx.delete(f"{base}/feeds/{added.json()['id']}", timeout=10).status_code == 204
+    assert httpx.delete(f"{base}/feeds/{added.json()['id']}", timeout=10).status_code == 404
+    assert httpx.get(f"{base}/feeds", timeout=10).json() == []
+
+    sample = SAMPLE.read_bytes()
+    near_copy = sample.replace(b"Speaking at a Russian", b"Addressing a Russian")
+    for name, data in (("one.txt", sample), ("two.txt", near_copy)):
+        assert httpx.post(f"{base}/documents", params={"name": name}, content=data, timeout=10).status_code == 202
+        deployment.drain()
+    [group] = httpx.get(f"{base}/clusters", timeout=10).json()
+    assert group["size"] == 2 and httpx.get(f"{base}/clusters/{group['cluster_id']}", timeout=10).json() == group
+    assert httpx.get(f"{base}/clusters/999999", timeout=10).status_code == 404
+
+
 def _redis_on(port: int, folder: Path) -> subprocess.Popen:
     """A redis-server of the test's own on a fixed port, answering when this returns (so it can come back)."""
     process = subprocess.Popen(

@@ -54,6 +54,11 @@ class Problem(BaseModel):
     error: str
 
 
+class Subscription(BaseModel):
+    url: str
+    every: str | None = None  # 30s, 15m, 2h, 1d; unset: feeds_default_every
+
+
 def refuse_open_binding(settings: Settings) -> None:
     """Without a token the API may only listen where nobody but this machine can reach it."""
     if settings.api_token is None and not _is_loopback(settings.api_host):
@@ -155,6 +160,52 @@ def create_api(settings: Settings, redis_url: str) -> FastAPI:
         if found is None:
             raise HTTPException(404, f"no item {item_id}")
         return found
+
+    @api.get("/clusters", dependencies=guarded)
+    def get_clusters() -> list[dict[str, Any]]:
+        """Near-duplicate groups of two or more items, largest first."""
+        with session_scope(settings.store_url) as session:
+            return store.cluster_records(session)
+
+    @api.get("/clusters/{cluster_id}", dependencies=guarded, responses={404: {"model": Problem}})
+    def get_cluster(cluster_id: int) -> dict[str, Any]:
+        with session_scope(settings.store_url) as session:
+            found = store.cluster_records(session, cluster_id)
+        if not found:
+            raise HTTPException(404, f"no cluster {cluster_id} of two or more items")
+        return found[0]
+
+    @api.get("/feeds", dependencies=guarded)
+    def get_feeds() -> list[dict[str, Any]]:
+        """The subscriptions, as `ingest feeds list --json` shows them (passwords masked)."""
+        from worker.cli_feeds import feed_records
+
+        return feed_records(settings.store_url)
+
+    @api.post("/feeds", status_code=201, dependencies=guarded, responses={422: {"model": Problem}})
+    def post_feed(subscription: Subscription) -> dict[str, Any]:
+        """Subscribe (or change the interval of) a feed; it is polled at once."""
+        from shared import subscriptions
+        from shared.durations import parse_duration
+        from worker.cli_feeds import feed_records
+
+        try:
+            interval = parse_duration(subscription.every or settings.feeds_default_every)
+            with session_scope(settings.store_url) as session:
+                feed, _new = subscriptions.add_feed(session, subscription.url, interval)
+                feed_id = feed.id
+        except (ValueError, ServiceError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        return next(record for record in feed_records(settings.store_url) if record["id"] == feed_id)
+
+    @api.delete("/feeds/{feed_id}", status_code=204, dependencies=guarded, responses={404: {"model": Problem}})
+    def delete_feed(feed_id: int) -> None:
+        """Unsubscribe; the items already stored stay."""
+        from shared import subscriptions
+
+        with session_scope(settings.store_url) as session:
+            if not subscriptions.remove_feed_by_id(session, feed_id):
+                raise HTTPException(404, f"no feed {feed_id}")
 
     @api.get("/failures", dependencies=guarded)
     def get_failures() -> list[dict[str, Any]]:
