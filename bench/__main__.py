@@ -35,6 +35,7 @@ BENCHMARKS = {
     "html": ("bench.burst", "run_html"),
     "scale": ("bench.scale", "run"),
     "memory": ("bench.memory", "run"),
+    "api": ("bench.api_bench", "run"),
 }
 IN_PROCESS = {"pipeline", "dedup"}  # the two older benchmarks: no service, no baseline, a string back
 FLAG_HELP = {
