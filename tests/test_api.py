@@ -102,6 +102,8 @@ def test_refusals_are_json_with_the_right_status(api_site):
     assert nameless.status_code == 415 and "no file name" in nameless.json()["error"]
     assert httpx.get(f"{base}/arrivals/nothing-like-it", timeout=10).status_code == 404
     assert httpx.get(f"{base}/failures", timeout=10).json() == []
+    off = httpx.get(f"{base}/metrics", timeout=10)
+    assert off.status_code == 404 and "INGEST_METRICS_PORT" in off.json()["error"]
 
 
 def test_feeds_are_managed_and_clusters_listed(api_site):

@@ -367,8 +367,8 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
 
     from worker.broker import free_port
 
-    port = free_port()
-    deployment.env["INGEST_METRICS_PORT"] = str(port)
+    port, api_port = free_port(), free_port()
+    deployment.env |= {"INGEST_METRICS_PORT": str(port), "INGEST_API_PORT": str(api_port)}
     copy_sample(deployment.seeds)
     drop_articles(deployment.seeds, 5)
     (deployment.seeds / "notes.pdf").write_bytes(b"%PDF")
@@ -382,6 +382,9 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
     tasks = {line["task_id"] for line in outcome_lines if line.get("task") == "ingest.process"}
     assert f'ingest_task_seconds_count{{task="ingest.process"}} {len(tasks)}.0' in text
     assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text
+    # The API serves the same sums at its own /metrics.
+    from_api = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=10).text
+    assert 'ingest_items_total{format="text",outcome="stored"} 6.0' in from_api
 
 
 def test_wait_counts_the_files_the_watcher_holds_or_has_not_heard_of(deployment):

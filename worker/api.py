@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
@@ -206,6 +206,23 @@ def create_api(settings: Settings, redis_url: str) -> FastAPI:
         with session_scope(settings.store_url) as session:
             if not subscriptions.remove_feed_by_id(session, feed_id):
                 raise HTTPException(404, f"no feed {feed_id}")
+
+    @api.get("/metrics", dependencies=guarded, response_class=Response, responses={404: {"model": Problem}})
+    def get_metrics() -> Response:
+        """The Prometheus text of every process of `ingest up`, summed: as its own /metrics serves it."""
+        import os
+        from pathlib import Path
+
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from worker.broker import QUEUES
+        from worker.metrics_server import summed_registry
+
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder:
+            raise HTTPException(404, "metrics are off: set INGEST_METRICS_PORT for `ingest up`")
+        registry = summed_registry(Path(folder), redis_url, QUEUES)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/failures", dependencies=guarded)
     def get_failures() -> list[dict[str, Any]]:

@@ -64,9 +64,14 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def serve(port: int, folder: Path, redis_url: str, queues: tuple[str, ...]):
+def summed_registry(folder: Path, redis_url: str, queues: tuple[str, ...]) -> CollectorRegistry:
+    """Every process's metric files under `folder` summed, and the queue gauges read live at each scrape."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(folder))
     registry.register(QueueCollector(redis_url, queues))
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    return registry
+
+
+def serve(port: int, folder: Path, redis_url: str, queues: tuple[str, ...]):
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=summed_registry(folder, redis_url, queues))
     return server
