@@ -192,3 +192,39 @@ def test_without_a_token_the_api_serves_loopback_only(deployment):
     refused = deployment.run("api", check=False, timeout=60)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert refused.stderr.startswith("error: refusing to serve the API on 0.0.0.0 without INGEST_API_TOKEN")
+
+
+def test_concurrent_requests_are_packed_and_each_hears_a_failure():
+    """The Packer: requests that come together leave as one send; a send that fails fails each of them."""
+    import threading
+
+    from shared.messages import RawInput
+    from worker.api import Packer
+
+    sent: list[list[str]] = []
+    release = threading.Event()
+
+    def send(inputs):
+        release.wait(10)  # the first send holds: everything submitted meanwhile waits for the next
+        sent.append([raw.ref for raw in inputs])
+
+    packer = Packer(send, linger=0.01)
+    raws = [RawInput.from_bytes(b"x", kind="file", ref=f"{n}.txt") for n in range(6)]
+    threads = [threading.Thread(target=packer.submit, args=([raw],)) for raw in raws]
+    threads[0].start()
+    wait_until(lambda: packer.sending and not packer.waiting, 5, "the first send to start")
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(packer.waiting) == 5, 5, "five requests to wait")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert sent[0] == ["0.txt"] and sorted(sent[1]) == ["1.txt", "2.txt", "3.txt", "4.txt", "5.txt"] and len(sent) == 2
+
+    def refuse(_inputs):
+        raise OSError("the store is away")
+
+    failing = Packer(refuse, linger=0.01)
+    with pytest.raises(OSError, match="the store is away"):
+        failing.submit(raws[:1])
+    assert not failing.sending

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Annotated, Any
 
 import redis
+import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
@@ -30,6 +35,8 @@ from shared.redact import mask_secrets
 from shared.schema import schema_state
 from shared.settings import Settings
 from worker import broker
+
+log = structlog.get_logger(__name__)
 
 PAGE_DEFAULT = 100
 PAGE_MAX = 1000
@@ -92,6 +99,11 @@ def create_api(settings: Settings, redis_url: str) -> FastAPI:
     @api.exception_handler(HTTPException)
     async def _problem(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(OperationalError)
+    async def _store_away(_request: Request, exc: OperationalError) -> JSONResponse:
+        reason = mask_secrets(str(exc.orig or exc).strip().splitlines()[0])
+        return JSONResponse({"error": f"the store is not available now ({reason})"}, status_code=503)
 
     guarded = [Depends(authorised)]
 
@@ -246,6 +258,7 @@ class ApiState:
         self.settings = settings
         self.redis_url = redis_url
         self._sender = None
+        self.packer = Packer(self.send_packed, settings.watch_batch_wait_ms / 1000)
 
     def sender(self):
         """An app that sends tasks by name, made at the first POST (the pipeline stays unimported)."""
@@ -270,7 +283,15 @@ class ApiState:
         return RawInput.from_bytes(data, kind="file", ref=name)
 
     def submit(self, inputs: list[RawInput]) -> None:
-        """As `ingest submit`: each input in the outbox first (a lost message is sent again), then sent packed."""
+        """Queue a request's inputs, packed with those of the requests that come within a few
+        milliseconds of it (one outbox transaction and one message a pack, as a burst of files)."""
+        self.packer.submit(inputs)
+
+    def send_packed(self, inputs: list[RawInput]) -> None:
+        """As `ingest submit`: each input in the outbox first, then sent packed. A message the broker
+        refuses is not an error here: the outbox holds it and the watcher sends it again."""
+        from kombu.exceptions import OperationalError as BrokerError
+
         from worker.cli_common import send
 
         settings = self.settings
@@ -278,7 +299,10 @@ class ApiState:
             with session_scope(settings.store_url) as session:
                 for raw in pack:
                     store.record_submission(session, raw)
-            send(self.sender(), Batch(inputs=pack))
+            try:
+                send(self.sender(), Batch(inputs=pack))
+            except (BrokerError, OSError) as exc:
+                log.warning("api.send_failed", files=len(pack), error=mask_secrets(str(exc).splitlines()[0]))
 
     def not_ready(self) -> str | None:
         try:
@@ -294,6 +318,49 @@ class ApiState:
         if not schema.current:
             return f"the store is at schema revision {schema.revision}, this ingest needs {schema.head}"
         return None
+
+
+class Packer:
+    """Group commit for concurrent requests: the first to come waits `linger` seconds for others, then
+    sends what has gathered in one go, and again while more came meanwhile; each request returns
+    when its own inputs are queued (or raises what queueing them raised)."""
+
+    def __init__(self, send: Callable[[list[RawInput]], None], linger: float) -> None:
+        self.send = send
+        self.linger = linger
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[list[RawInput], Future]] = []
+        self.sending = False
+
+    def submit(self, inputs: list[RawInput]) -> None:
+        done: Future = Future()
+        with self.lock:
+            self.waiting.append((inputs, done))
+            leads, self.sending = not self.sending, True
+        if leads:
+            time.sleep(self.linger)
+            self._send_until_none_wait()
+        done.result()
+
+    def _send_until_none_wait(self) -> None:
+        while True:
+            with self.lock:
+                gathered, self.waiting = self.waiting, []
+                if not gathered:
+                    self.sending = False
+                    return
+            try:
+                self.send([raw for inputs, _done in gathered for raw in inputs])
+            except BaseException as exc:  # every request of this pack hears it (503 for a store that is away)
+                for _inputs, done in gathered:
+                    done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    with self.lock:
+                        self.sending = False
+                    raise
+            else:
+                for _inputs, done in gathered:
+                    done.set_result(None)
 
 
 async def capped_body(request: Request, limit: int) -> bytes:
