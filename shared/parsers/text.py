@@ -55,7 +55,7 @@ LIST_LINE = re.compile(r"^(?:[—–•*·-]|\d+[.)])\s")
 # A document is hard-wrapped when its lines within paragraphs stop near one width: at least this many
 # such lines, this share of them within WRAP_SLACK characters of the widest line, which is at most
 # WRAP_MAX_WIDTH (the sample's own lines, a sentence each, run to hundreds of characters).
-WRAP_MIN_LINES = 2
+WRAP_MIN_LINES = 3
 WRAP_SHARE = 0.8
 WRAP_SLACK = 20
 WRAP_MAX_WIDTH = 100
