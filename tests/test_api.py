@@ -91,9 +91,11 @@ def test_a_document_posted_is_stored_and_read_back(api_site):
     assert httpx.get(f"{base}/status", timeout=10).json()["items"] == 4
 
 
-def test_refusals_are_json_with_the_right_status(api_site):
-    """Too large (413), an unsupported or missing name (415), an unknown arrival (404)."""
-    _deployment, base = api_site
+def test_refusals_feeds_and_clusters(api_site):
+    """Too large (413), an unsupported or missing name (415), an unknown arrival (404), metrics off
+    (404); POST /feeds subscribes (201), GET /feeds lists, DELETE /feeds/{id} unsubscribes (204, then
+    404); a near-copy of a stored article shows as a cluster of two."""
+    deployment, base = api_site
     too_large = httpx.post(f"{base}/documents", params={"name": "big.txt"}, content=b"x" * 200_001, timeout=10)
     assert too_large.status_code == 413 and "exceeds the 200000 byte limit" in too_large.json()["error"]
     pdf = httpx.post(f"{base}/documents", params={"name": "report.pdf"}, content=b"%PDF-1.4", timeout=10)
@@ -104,12 +106,6 @@ def test_refusals_are_json_with_the_right_status(api_site):
     assert httpx.get(f"{base}/failures", timeout=10).json() == []
     off = httpx.get(f"{base}/metrics", timeout=10)
     assert off.status_code == 404 and "INGEST_METRICS_PORT" in off.json()["error"]
-
-
-def test_feeds_are_managed_and_clusters_listed(api_site):
-    """POST /feeds subscribes (201), GET /feeds lists, DELETE /feeds/{id} unsubscribes (204, then 404);
-    a near-copy of a stored article shows as a cluster of two."""
-    deployment, base = api_site
     added = httpx.post(f"{base}/feeds", json={"url": "http://feeds.example/news.xml", "every": "2h"}, timeout=10)
     assert added.status_code == 201 and (added.json()["url"], added.json()["every_seconds"]) == (
         "http://feeds.example/news.xml",
