@@ -29,7 +29,7 @@ from starlette.formparsers import MultiPartParser
 from shared import store
 from shared.db import session_scope
 from shared.errors import InputError, ServiceError
-from shared.messages import Batch, RawInput, packs
+from shared.messages import RawInput
 from shared.parsers import format_for
 from shared.redact import mask_secrets
 from shared.schema import schema_state
@@ -288,21 +288,11 @@ class ApiState:
         self.packer.submit(inputs)
 
     def send_packed(self, inputs: list[RawInput]) -> None:
-        """As `ingest submit`: each input in the outbox first, then sent packed. A message the broker
-        refuses is not an error here: the outbox holds it and the watcher sends it again."""
-        from kombu.exceptions import OperationalError as BrokerError
+        """As `ingest submit`. A message the broker refuses is not an error here: the outbox holds it
+        and the watcher sends it again."""
+        from worker.cli_common import queue_packed
 
-        from worker.cli_common import send
-
-        settings = self.settings
-        for pack in packs(inputs, lambda raw: raw.size, settings.watch_batch_files, settings.watch_batch_bytes):
-            with session_scope(settings.store_url) as session:
-                for raw in pack:
-                    store.record_submission(session, raw)
-            try:
-                send(self.sender(), Batch(inputs=pack))
-            except (BrokerError, OSError) as exc:
-                log.warning("api.send_failed", files=len(pack), error=mask_secrets(str(exc).splitlines()[0]))
+        queue_packed(self.settings, self.sender(), inputs, on_refused=_log_refused)
 
     def not_ready(self) -> str | None:
         try:
@@ -318,6 +308,10 @@ class ApiState:
         if not schema.current:
             return f"the store is at schema revision {schema.revision}, this ingest needs {schema.head}"
         return None
+
+
+def _log_refused(pack: list[RawInput], exc: Exception) -> None:
+    log.warning("api.send_failed", files=len(pack), error=mask_secrets(str(exc).splitlines()[0]))
 
 
 class Packer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 import typer
@@ -70,6 +70,32 @@ def quiet_args(settings: Settings) -> list[str]:
 
 def send(app, batch) -> None:
     app.send_task("ingest.process", args=[batch.to_message()], queue=QUEUE)
+
+
+def queue_packed(settings: Settings, app, inputs: Iterable, on_refused: Callable | None = None) -> int:
+    """Submitted inputs packed as the watcher packs a burst: each pack recorded in the outbox in one
+    transaction first (a lost message is sent again from it), then sent as one message. A message the
+    broker refuses raises, or goes to `on_refused(pack, error)`: the outbox holds it either way.
+    Inputs are read a pack at a time; returns how many were queued."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from shared import store
+    from shared.db import session_scope
+    from shared.messages import Batch, packs
+
+    queued = 0
+    for pack in packs(inputs, lambda raw: raw.size, settings.watch_batch_files, settings.watch_batch_bytes):
+        with session_scope(settings.store_url) as session:
+            for raw in pack:
+                store.record_submission(session, raw)
+        queued += len(pack)
+        try:
+            send(app, Batch(inputs=pack))
+        except (BrokerError, OSError) as exc:
+            if on_refused is None:
+                raise
+            on_refused(pack, exc)
+    return queued
 
 
 def queues() -> tuple[str, ...]:

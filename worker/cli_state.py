@@ -16,10 +16,10 @@ import typer.main
 from shared import store
 from shared.db import session_scope
 from shared.errors import ServiceError
-from shared.messages import Batch, RawInput, packs
+from shared.messages import RawInput
 from shared.settings import Settings
 from worker import broker
-from worker.cli_common import cli, open_store, queues, send, sending_app, setup, show, stderr_console
+from worker.cli_common import cli, open_store, queue_packed, queues, sending_app, setup, show, stderr_console
 from worker.cli_feeds import feed_line, feed_records
 
 
@@ -270,19 +270,12 @@ def _submitted_inputs(paths: list[Path], max_bytes: int, problems: list[str]) ->
 def submit(paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest now")]) -> None:
     """Enqueue these files now, wherever they are, through the same pipeline."""
     settings = setup("cli")
-    store_url = open_store(settings)
-    queued, problems = 0, []
+    open_store(settings)  # its schema checked (settings.store_url is the store)
+    problems: list[str] = []
     with broker.broker_url(settings) as redis_url:
         broker.connect(redis_url)
         app = sending_app(redis_url)
-        inputs = _submitted_inputs(paths, settings.max_file_bytes, problems)
-        # Packed as the watcher packs a burst: one transaction and one message per pack.
-        for pack in packs(inputs, lambda raw: raw.size, settings.watch_batch_files, settings.watch_batch_bytes):
-            with session_scope(store_url) as session:
-                for raw in pack:
-                    store.record_submission(session, raw)  # first: if the message is lost, the watcher resends it
-            send(app, Batch(inputs=pack))
-            queued += len(pack)
+        queued = queue_packed(settings, app, _submitted_inputs(paths, settings.max_file_bytes, problems))
     typer.echo(f"queued {queued} file{'s' if queued != 1 else ''}")
     if problems:
         raise typer.Exit(1)

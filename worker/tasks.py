@@ -48,9 +48,11 @@ def _context() -> pipeline.Context:
     return pipeline.Context.from_settings(get_settings())
 
 
+@lru_cache(maxsize=1)
 def _patient_redis() -> redis.Redis:
-    """The broker's Redis for a task's own calls: a restart of Redis is waited out (capped backoff,
-    about a minute in all) instead of failing the task into a retry that cannot be sent either."""
+    """The broker's Redis for a task's own calls (the index, the delivery marks, the events), one
+    client a process: a restart of Redis is waited out (capped backoff, about a minute in all)
+    instead of failing the task into a retry that cannot be sent either."""
     return redis.Redis.from_url(
         current_app.conf.broker_url,
         socket_timeout=30,
@@ -139,17 +141,12 @@ def store_and_place(prepared: list[pipeline.Prepared], keep_raw: bool, started: 
     for raw, per_input in zip(inputs, outcomes):
         for outcome in per_input:
             log_outcome(outcome, raw, started, placements.get(getattr(outcome, "item_id", None)))
-    publish(_events_redis(), outcome_events(prepared, outcomes, placements, first_arrivals), settings.events_maxlen)
+    publish(_patient_redis(), outcome_events(prepared, outcomes, placements, first_arrivals), settings.events_maxlen)
     return outcomes
 
 
 def _redelivered_items(outcomes: list[list[store.Outcome]]) -> list[int]:
     return [o.item_id for per_input in outcomes for o in per_input if isinstance(o, store.Redelivered) and o.item_id]
-
-
-@lru_cache(maxsize=1)
-def _events_redis() -> redis.Redis:
-    return _patient_redis()
 
 
 def outcome_events(
@@ -266,7 +263,7 @@ def fetch_feed(feed_id: int) -> None:
             error=mask_secrets(report.error),
             scope="gone" if not report.enabled else "network" if report.network else "feed",
         )
-        publish(_events_redis(), [failed], settings.events_maxlen)
+        publish(_patient_redis(), [failed], settings.events_maxlen)
 
 
 def log_poll(report: PollReport) -> None:
