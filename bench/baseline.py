@@ -33,7 +33,7 @@ def start_worker(redis_url: str, concurrency: int) -> subprocess.Popen:
     # The same flags `ingest up` gives its worker.
     argv += ["--without-mingle", "--without-gossip", "--loglevel", "WARNING", "--queues", noop_app.QUEUE]
     return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent()
     )
 
 

@@ -156,7 +156,7 @@ class Site:
                 env=self.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # a killed `make bench` leaves no service running
+                preexec_fn=die_with_parent(),  # a killed `make bench` leaves no service running
             )
         wait_for(self._probe_stored, START_SECONDS, "`ingest up` to store the probe file", interval=0.2)
         self.wait_idle(START_SECONDS)

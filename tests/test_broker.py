@@ -105,3 +105,44 @@ def test_up_waits_for_a_one_shot_command_holding_the_private_redis(tmp_path):
     finally:
         releasing.join()
         up.stop()
+
+
+CHILD_OF_A_DEAD_PARENT = """
+import os, sys, time
+from worker.lifetime import die_with_parent
+arrange = die_with_parent()  # made in the parent, as subprocess.Popen's preexec_fn is
+parent = os.getpid()
+if os.fork():
+    os._exit(0)  # the parent dies at once, before its child has asked to be told
+with open(sys.argv[1], "w") as pid_file:
+    pid_file.write(str(os.getpid()))
+while os.getppid() == parent:
+    time.sleep(0.01)  # the child asks only once its parent is gone: the race, made certain
+arrange()
+with open(sys.argv[2], "w") as survived:
+    survived.write("still running")
+"""
+
+
+def test_a_child_whose_parent_died_before_it_asked_for_the_signal_ends_too(tmp_path):
+    """The window between fork and prctl: no death signal comes then, so the child ends itself."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import wait_until
+
+    pid_file, survived = tmp_path / "pid", tmp_path / "survived"
+    subprocess.run([sys.executable, "-c", CHILD_OF_A_DEAD_PARENT, str(pid_file), str(survived)], timeout=60)
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the child to start")
+    child = int(pid_file.read_text())
+
+    def ended() -> bool:
+        try:
+            return psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(ended, 30, "the orphaned child to end")
+    assert not survived.exists()

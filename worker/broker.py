@@ -222,7 +222,7 @@ def start_redis_server(folder: Path, persistent: bool) -> tuple[subprocess.Popen
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
+        preexec_fn=die_with_parent(),
     )
     url = f"redis://127.0.0.1:{port}/0"
     wait_for_redis(url, START_SECONDS, process)

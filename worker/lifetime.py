@@ -8,18 +8,29 @@ On Linux the kernel can signal the child when its parent dies; elsewhere this do
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """`preexec_fn` for subprocess.Popen: in the child, before exec, ask for `signum` when the parent dies.
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` for subprocess.Popen, made in the parent: in the child, before exec, it asks
+    for `signum` when the parent dies, and takes it at once if the parent died before it asked
+    (seen: `ingest up` killed while starting its watcher left the watcher waiting for ever).
 
     The kernel means the parent *thread*: start such children from a thread that lives as long as
     the process (the main thread), or they are stopped when that thread ends.
     """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signum)
+    parent = os.getpid()
+
+    def arrange() -> None:
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:  # gone between the fork and the prctl: no signal would ever come
+            os.kill(os.getpid(), signum)
+
+    return arrange

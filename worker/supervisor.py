@@ -8,7 +8,6 @@ private Redis last.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -42,7 +41,7 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            self.argv, env=env, start_new_session=True, preexec_fn=functools.partial(die_with_parent, self.death_signal)
+            self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent(self.death_signal)
         )
         self.started = time.monotonic()
         log.info("up.child_started", child=self.name, pid=self.process.pid)
