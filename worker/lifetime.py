@@ -23,13 +23,17 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
 
     The kernel means the parent *thread*: start such children from a thread that lives as long as
     the process (the main thread), or they are stopped when that thread ends.
+
+    Everything is looked up here, in the parent: the child of a process with threads may run only
+    what takes no lock between its fork and its exec, and loading a library (dlopen) takes the
+    loader's lock, which another thread may have held at the fork, for ever in the child.
     """
     parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
     def arrange() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signum)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signum)
         if os.getppid() != parent:  # gone between the fork and the prctl: no signal would ever come
             os.kill(os.getpid(), signum)
 

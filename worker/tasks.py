@@ -216,8 +216,14 @@ def poll_due() -> None:
     """Queue one fetch per feed that is due; the claim in the store keeps a feed from being queued twice."""
     settings = get_settings()
     lease = settings.feeds_timeout_seconds * (MAX_REDIRECTS + 1) + settings.task_time_limit
-    with session_scope(settings.store_url) as session:
-        due = subscriptions.claim_due(session, datetime.now(UTC), lease)
+    try:
+        with session_scope(settings.store_url) as session:
+            due = subscriptions.claim_due(session, datetime.now(UTC), lease)
+    except OperationalError as exc:
+        # The database away or locked: the next tick looks again. One line, not Celery's traceback.
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        log.warning("feeds.tick_skipped", error=mask_secrets(reason))
+        return
     for feed_id in due:
         current_app.send_task("feeds.fetch", args=[feed_id])
 
