@@ -4,6 +4,9 @@
 generated in memory before the clock starts. Two rates: documents accepted a second (first POST to
 the last 202) and end to end (first POST to `ingest wait` returning). Each run checks that every
 document became an item and that the `ingest:events` stream holds one `item.stored` per document.
+
+A webhook receiver on loopback (`ingest hooks add … --events item.stored`) must get every item's
+`item.stored`, each signed with the hook's secret: a third figure, first POST to the last of them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from bench.site import BenchError, Site, flush_redis, wait_for
 from bench.stats import Section, median, ratio, runs_text, say
 from bench.suite import Context
 from shared.events import STREAM, read
+from shared.hooks import verify
+from tests.hookserver import HookReceiver
 from worker.broker import free_port
 
 CLIENTS = 8
+HOOK_SECRET = "bench-secret"
 
 
 @dataclass
@@ -32,6 +38,7 @@ class ApiRun:
     docs: int
     accepted_seconds: float
     end_to_end_seconds: float
+    hooked_seconds: float  # first POST to the last item.stored received by the webhook
 
 
 def _documents(count: int, seed: int) -> list[tuple[str, bytes]]:
@@ -54,6 +61,14 @@ def _post_all(base: str, documents: list[tuple[str, bytes]]) -> None:
         list(pool.map(client, shares))
 
 
+def _signed_items(receiver: HookReceiver) -> tuple[set[str], int, float]:
+    """Items whose item.stored reached the hook signed, deliveries not signed, when the last came."""
+    accepted = receiver.accepted()
+    signed = [one for one in accepted if verify(HOOK_SECRET, one.body, one.headers.get("X-Ingest-Signature"))]
+    items = {one.payload["data"]["item_id"] for one in signed}
+    return items, len(accepted) - len(signed), max((one.at for one in signed), default=0.0)
+
+
 def _stored_events(redis_url: str) -> int:
     client, after, count = redis.Redis.from_url(redis_url), "0", 0
     while batch := read(client, after):
@@ -65,22 +80,36 @@ def _stored_events(redis_url: str) -> int:
 def api_once(context: Context, docs: int, seed: int) -> ApiRun:
     flush_redis(context.redis_url)
     port = free_port()
-    with tempfile.TemporaryDirectory(dir=context.scratch) as folder:
-        with Site(Path(folder), context.redis_url, env={"INGEST_API_PORT": str(port)}) as site:
-            documents = _documents(docs, seed)
-            site.start(context.options.concurrency)
-            base = f"http://127.0.0.1:{port}"
-            wait_for(lambda: _answers(base), 60, "the API to answer")
-            stored_before = _stored_events(context.redis_url)
-            started = time.time()
-            _post_all(base, documents)
-            accepted = time.time()
-            finished = site.wait_idle(context.options.timeout)
-            items = site.counts()["items"] - 1  # the readiness probe is an item too
-            events = _stored_events(context.redis_url) - stored_before
-            if items != docs or events < docs:
-                raise BenchError(f"{docs} documents POSTed: {items} items, {events} item.stored events in {STREAM}")
-            return ApiRun(docs, accepted - started, finished - started)
+    env = {"INGEST_API_PORT": str(port), "INGEST_FEEDS_ALLOW_PRIVATE": "true"}
+    with (
+        HookReceiver() as receiver,
+        tempfile.TemporaryDirectory(dir=context.scratch) as folder,
+        Site(Path(folder), context.redis_url, env=env) as site,
+    ):
+        documents = _documents(docs, seed)
+        site.ingest("hooks", "add", receiver.url, "--events", "item.stored", "--secret", HOOK_SECRET)
+        site.start(context.options.concurrency)
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(base), 60, "the API to answer")
+        stored_before = _stored_events(context.redis_url)
+        started = time.time()
+        _post_all(base, documents)
+        accepted = time.time()
+        finished = site.wait_idle(context.options.timeout)
+        items = site.counts()["items"] - 1  # the readiness probe is an item too
+        events = _stored_events(context.redis_url) - stored_before
+        if items != docs or events < docs:
+            raise BenchError(f"{docs} documents POSTed: {items} items, {events} item.stored events in {STREAM}")
+        # Every item, the readiness probe's included, reaches the hook, signed.
+        wait_for(
+            lambda: len(_signed_items(receiver)[0]) >= items + 1,
+            context.options.timeout,
+            "every item.stored at the webhook",
+        )
+        _items, unsigned, last_at = _signed_items(receiver)
+        if unsigned:
+            raise BenchError(f"{unsigned} webhook deliveries without a valid signature")
+        return ApiRun(docs, accepted - started, finished - started, last_at - started)
 
 
 def _answers(base: str) -> bool:
@@ -98,16 +127,19 @@ def run(context: Context) -> Section:
         result = api_once(context, docs, 200 + number)
         say(
             f"api run {number + 1}: {docs / result.accepted_seconds:,.0f} docs/s accepted, "
-            f"{docs / result.end_to_end_seconds:,.0f} end to end"
+            f"{docs / result.end_to_end_seconds:,.0f} end to end, "
+            f"{docs / result.hooked_seconds:,.0f} to the webhook"
         )
         runs.append(result)
     base = context.baseline.rate if context.baseline else None
     accepted = [r.docs / r.accepted_seconds for r in runs]
     end_to_end = [r.docs / r.end_to_end_seconds for r in runs]
+    hooked = [r.docs / r.hooked_seconds for r in runs]
     section.lines += [
         f"`ingest up --concurrency {context.options.concurrency}` with INGEST_API_PORT set; SQLite; one document a "
         f"request (the raw body, `?name=`), {CLIENTS} client threads with a connection each. Every document must "
-        f"end as an item with an `item.stored` event in the stream. Median of {len(runs)} runs.",
+        f"end as an item with an `item.stored` event in the stream, and reach a webhook receiver on loopback "
+        f"signed (`hooks add … --events item.stored`). Median of {len(runs)} runs.",
         "",
     ]
     section.table(
@@ -119,6 +151,12 @@ def run(context: Context) -> Section:
                 f"{median(end_to_end):,.0f}",
                 ratio(median(end_to_end), base),
                 runs_text(end_to_end),
+            ],
+            [
+                "docs/s to the webhook (signed item.stored received)",
+                f"{median(hooked):,.0f}",
+                ratio(median(hooked), base),
+                runs_text(hooked),
             ],
         ],
     )

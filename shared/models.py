@@ -166,3 +166,19 @@ class FeedEntry(SQLModel, table=True):
     entry_key: str = Field(max_length=2048)
     content_hash: str = Field(max_length=80)
     seen_at: datetime = _time()
+
+
+class Hook(SQLModel, table=True):
+    """A webhook: events whose name matches `events` are POSTed to `url`, signed with `secret`.
+
+    Where its deliveries stand (queued events, failures, backoff) lives in Redis beside the events
+    stream, shared.hooks; this row is the subscription alone.
+    """
+
+    __tablename__ = "hooks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2048, unique=True)
+    events: str = Field(default="*", max_length=512)  # comma-separated globs of event names
+    secret: str = Field(max_length=512)
+    added_at: datetime = _time()

@@ -166,6 +166,17 @@ class Settings(BaseSettings):
     feeds_user_agent: str = Field(
         "ingest/0.1 (feed fetcher; +https://github.com/ingest)", description="User-Agent header"
     )
+    hooks_tick_seconds: float = Field(
+        1.0, gt=0, description="How often the scheduler hands new events to the webhooks and starts their deliveries"
+    )
+    hooks_timeout_seconds: float = Field(10.0, gt=0, description="Connect and read timeout of one webhook POST")
+    hooks_backoff_base_seconds: float = Field(
+        1.0, gt=0, description="First wait after a failed webhook delivery; doubled at each failure after"
+    )
+    hooks_backoff_max_seconds: float = Field(600.0, gt=0, description="Longest wait between tries of a failing webhook")
+    hooks_max_pending: int = Field(
+        10_000, ge=1, description="Events kept waiting for one webhook; past it the oldest are dropped, counted"
+    )
     worker_concurrency: int | None = Field(
         None, gt=0, description="Worker processes for `ingest up`; unset: one per core"
     )

@@ -1,4 +1,5 @@
-"""The feed subscriptions in the store: add, remove, list, claim the due ones, record a poll."""
+"""The subscriptions in the store: feeds (add, remove, list, claim the due ones, record a poll) and
+webhooks (add, remove, list; their deliveries are shared.hooks)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
 from shared.errors import ServiceError
 from shared.feeds import Schedule
-from shared.models import Feed, FeedEntry, utc_now
+from shared.models import Feed, FeedEntry, Hook, utc_now
 from shared.urls import canonical_url
 
 
@@ -151,3 +153,41 @@ def feed_record(feed: Feed) -> dict[str, Any]:
         "next_poll": iso(feed.next_poll),
         "healthy": feed.enabled and feed.error_count == 0,
     }
+
+
+# -- webhooks -----------------------------------------------------------------------------------------
+
+
+def checked_hook_url(url: str) -> str:
+    """A hook URL as given (its query may carry the receiver's token); ServiceError unless http(s)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServiceError(f"not an http or https URL: {url}")
+    return url
+
+
+def add_hook(session: Session, url: str, events: str, secret: str) -> tuple[Hook, bool]:
+    """(the hook, whether it is new). An existing one takes the new events and secret."""
+    url = checked_hook_url(url)
+    existing = session.execute(select(Hook).where(Hook.url == url)).scalar_one_or_none()
+    if existing is not None:
+        existing.events, existing.secret = events, secret
+        return existing, False
+    hook = Hook(url=url, events=events, secret=secret)
+    session.add(hook)
+    session.flush()
+    return hook, True
+
+
+def remove_hook(session: Session, url: str) -> int | None:
+    """The removed hook's id, or None when there was none with this URL."""
+    hook = session.execute(select(Hook).where(Hook.url == url.strip())).scalar_one_or_none()
+    if hook is None:
+        return None
+    session.delete(hook)
+    return hook.id
+
+
+def all_hooks(session: Session) -> list[Hook]:
+    return list(session.execute(select(Hook).order_by(Hook.id)).scalars())

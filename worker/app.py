@@ -15,7 +15,7 @@ from shared.metrics import TASK_SECONDS
 from shared.normalise import warm_up
 from shared.logging import configure_logging, configured_process
 from shared.settings import Settings, get_settings
-from worker.broker import FEEDS_QUEUE, QUEUE, running_redis_url
+from worker.broker import FEEDS_QUEUE, HOOKS_QUEUE, QUEUE, running_redis_url
 
 log = structlog.get_logger(__name__)
 
@@ -41,14 +41,19 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
         "task_ignore_result": True,
         "result_backend": None,
         "task_default_queue": QUEUE,
-        "task_queues": (Queue(QUEUE), Queue(FEEDS_QUEUE)),
-        "task_routes": {"feeds.*": {"queue": FEEDS_QUEUE}},
+        "task_queues": (Queue(QUEUE), Queue(FEEDS_QUEUE), Queue(HOOKS_QUEUE)),
+        "task_routes": {"feeds.*": {"queue": FEEDS_QUEUE}, "hooks.*": {"queue": HOOKS_QUEUE}},
         "beat_schedule": {
             "feeds.poll_due": {
                 "task": "feeds.poll_due",
                 "schedule": settings.feeds_tick_seconds,
                 # A tick nobody ran in time is worthless: the next one looks again.
                 "options": {"queue": FEEDS_QUEUE, "expires": max(5.0, settings.feeds_tick_seconds * 5)},
+            },
+            "hooks.tick": {
+                "task": "hooks.tick",
+                "schedule": settings.hooks_tick_seconds,
+                "options": {"queue": HOOKS_QUEUE, "expires": max(5.0, settings.hooks_tick_seconds * 5)},
             },
         },
         # A message is acknowledged only once its work is committed; a worker killed mid-task

@@ -47,6 +47,9 @@ UNACKED_HASH = "unacked"
 QUEUE = "ingest"
 FEEDS_QUEUE = "feeds"
 QUEUES = (QUEUE, FEEDS_QUEUE)
+# Webhook deliveries, apart again: a slow receiver never holds a file or a feed back. Not among
+# QUEUES: what waits for a receiver is not ingestion pending (`ingest wait`, the queue depth).
+HOOKS_QUEUE = "hooks"
 
 
 def free_port() -> int:

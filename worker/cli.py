@@ -21,7 +21,7 @@ from shared.redact import mask_secrets
 from shared.settings import get_settings
 from worker import broker
 
-from worker import cli_processes, cli_state, cli_ops, cli_feeds  # noqa: F401, I001  (registered in this order)
+from worker import cli_processes, cli_state, cli_ops, cli_feeds, cli_hooks  # noqa: F401, I001  (registered in this order)
 from worker.cli_common import cli
 
 

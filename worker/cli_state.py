@@ -21,6 +21,7 @@ from shared.settings import Settings
 from worker import broker
 from worker.cli_common import cli, open_store, queue_packed, queues, sending_app, setup, show, stderr_console
 from worker.cli_feeds import feed_line, feed_records
+from worker.cli_hooks import hook_line, hook_records
 
 
 IDLE_READINGS_NEEDED = 2  # two idle readings in a row: a message between two keys is not missed
@@ -71,6 +72,7 @@ def status_record(settings: Settings, store_url: str, redis_url: str) -> dict:
     result["pending_detail"] = detail
     result["feeds"] = feed_records(store_url)
     result["feeds_network_down"] = network_down(result["feeds"])
+    result["hooks"] = hook_records(store_url, broker.connect(redis_url))
     return result
 
 
@@ -92,6 +94,9 @@ def _status_text(status: dict) -> str:
     if status.get("feeds_network_down"):
         lines.append("            every feed fails with no answer: the network looks down, not the feeds")
     lines.extend(f"  {feed_line(feed)}" for feed in status["feeds"])
+    failing = sum(1 for hook in status["hooks"] if hook.get("failing"))
+    lines.append(f"{'hooks':<11} {len(status['hooks']) or 'none'}" + (f"  ({failing} failing)" if failing else ""))
+    lines.extend(f"  {hook_line(hook)}" for hook in status["hooks"])
     return "\n".join(lines)
 
 

@@ -14,20 +14,20 @@ from celery import current_app, shared_task
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from shared import pipeline, store, subscriptions
+from shared import hooks, pipeline, store, subscriptions
 from shared.db import session_scope
 from shared.deliveries import Deliveries
 from shared.dedup import NearDuplicateIndex, Placement, ensure_compact_hashes
 from shared.events import Event, event, publish
 from shared.feeds import MAX_REDIRECTS, FetchLimits, safe_client
 from shared.metrics import FEED_POLLS, ITEMS
-from shared.models import Feed
+from shared.models import Feed, Hook
 from shared.parsers import format_name
 from shared.polling import PollReport, poll_feed
 from shared.messages import Batch, RawInput
 from shared.redact import mask_secrets
 from shared.settings import get_settings
-from worker.broker import QUEUE
+from worker.broker import HOOKS_QUEUE, QUEUE
 
 log = structlog.get_logger(__name__)
 
@@ -220,9 +220,7 @@ def poll_due() -> None:
         with session_scope(settings.store_url) as session:
             due = subscriptions.claim_due(session, datetime.now(UTC), lease)
     except OperationalError as exc:
-        # The database away or locked: the next tick looks again. One line, not Celery's traceback.
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        log.warning("feeds.tick_skipped", error=mask_secrets(reason))
+        _tick_skipped("feeds.tick_skipped", exc)  # the next tick looks again
         return
     for feed_id in due:
         current_app.send_task("feeds.fetch", args=[feed_id])
@@ -308,3 +306,75 @@ def process_batch(self, message: dict) -> None:
         log.error("message.invalid", error=str(exc).splitlines()[0])
         return
     ingest_message(self.request.id, batch.inputs)
+
+
+def _tick_skipped(name: str, exc: OperationalError) -> None:
+    """The database away or locked at a scheduler's tick: one line, not Celery's traceback."""
+    log.warning(name, error=mask_secrets(str(exc.orig or exc).strip().splitlines()[0]))
+
+
+# -- webhooks: acknowledged on receipt (acks_late=False), as everything they do is kept in Redis: a
+# tick or round lost with its worker costs nothing, the next tick starts it again. So they never
+# count as work in flight for `ingest wait`.
+
+
+@shared_task(name="hooks.tick", ignore_result=True, acks_late=False)
+def hooks_tick() -> None:
+    """Hand the new events to each webhook's queue, then start a delivery round of each hook that is due."""
+    settings = get_settings()
+    try:
+        with session_scope(settings.store_url) as session:
+            refs = hooks.hook_refs(subscriptions.all_hooks(session))
+    except OperationalError as exc:
+        _tick_skipped("hooks.tick_skipped", exc)
+        return
+    client = _patient_redis()
+    report = hooks.fan_out(client, refs, settings.hooks_max_pending)
+    urls = {ref.id: mask_secrets(ref.url) for ref in refs}
+    for hook_id, dropped in report.dropped.items():
+        log.warning("hook.events_dropped", hook=urls[hook_id], count=dropped, max_pending=settings.hooks_max_pending)
+    if report.vanished:
+        log.warning("hooks.events_vanished", count=report.vanished)
+    now = time.time()
+    for ref in refs:
+        if hooks.due(client, ref.id, now):
+            expires = max(5.0, settings.hooks_tick_seconds * 5)
+            current_app.send_task("hooks.deliver", args=[ref.id], queue=HOOKS_QUEUE, expires=expires)
+
+
+@shared_task(name="hooks.deliver", ignore_result=True, acks_late=False)
+def deliver_hook(hook_id: int) -> None:
+    """One delivery round of one webhook: its waiting events POSTed, signed, oldest first."""
+    settings = get_settings()
+    with session_scope(settings.store_url) as session:
+        row = session.get(Hook, hook_id)
+        ref = hooks.hook_refs([row])[0] if row is not None else None
+    if ref is None:
+        return  # removed since the tick
+    policy = hooks.DeliveryPolicy(
+        backoff_base=settings.hooks_backoff_base_seconds,
+        backoff_max=settings.hooks_backoff_max_seconds,
+        allow_private=settings.feeds_allow_private,
+        user_agent=settings.feeds_user_agent,
+    )
+    limits = FetchLimits(settings.hooks_timeout_seconds, 0, settings.feeds_user_agent, settings.feeds_allow_private)
+    with safe_client(limits) as http:
+        report = hooks.deliver(_patient_redis(), ref, http, policy)
+    log_round(ref, report)
+
+
+def log_round(hook: hooks.HookRef, report: hooks.RoundReport) -> None:
+    url = mask_secrets(hook.url)
+    if report.recovered:
+        log.info("hook.recovered", hook=url, delivered=report.delivered)
+    elif report.delivered:
+        log.info("hook.delivered", hook=url, delivered=report.delivered)
+    if report.error is not None:
+        log.warning(
+            "hook.failed",
+            hook=url,
+            error=report.error,
+            failures=report.failures,
+            retry_in_s=round(report.retry_in or 0, 1),
+            delivered=report.delivered,
+        )

@@ -5,4 +5,4 @@ without loading Alembic (a tenth of a second on every command); tests/test_migra
 against the scripts.
 """
 
-HEAD = "0003"
+HEAD = "0004"
