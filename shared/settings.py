@@ -99,7 +99,13 @@ class Settings(BaseSettings):
     log_file: Path | None = Field(None, description="Also write JSON log lines to this file, rotated")
     max_file_bytes: int = Field(20 * MIB, gt=0, description="Larger inputs (as dropped or decompressed) are failures")
     metrics_port: int | None = Field(
-        None, ge=1, le=65535, description="Serve Prometheus metrics on 127.0.0.1:PORT/metrics from `ingest up`"
+        None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on HOST:PORT/metrics from `ingest up`, or from each role started alone",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds to (containers: 0.0.0.0, for Prometheus)"
     )
     api_port: int | None = Field(
         None, ge=1, le=65535, description="Serve the HTTP API on this port (`ingest api`, `ingest up`)"
@@ -112,6 +118,9 @@ class Settings(BaseSettings):
     )
     api_max_request_bytes: int = Field(
         64 * MIB, gt=0, description="Largest request body the API reads (a POST of several documents); larger: 413"
+    )
+    task_events: bool = Field(
+        False, description="Workers send Celery task events (Flower shows them); costs a few Redis messages a task"
     )
     keep_raw: bool = Field(True, description="Keep every input's original bytes, compressed, in the store")
     watch_polling: bool = Field(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 
+import jsonschema
+import pytest
 import typer.main
 import yaml
 
@@ -12,6 +16,7 @@ from tests.conftest import ROOT
 from worker.cli import cli
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose-spec.json").read_text())  # see its README
 INGEST_COMMANDS = set(typer.main.get_command(cli).commands)
 SETTING_VARIABLES = {f"INGEST_{name.upper()}" for name in Settings.model_fields} | {"INGEST_CONFIG"}
 
@@ -37,12 +42,69 @@ def test_every_service_runs_a_real_ingest_command():
     assert {command[1] for command in commands.values()} == {"migrate", "watch", "worker", "beat"}
 
 
+def test_the_compose_file_follows_the_compose_specification():
+    """Validated against the specification's own JSON schema (vendored under tests/schemas; draft 7,
+    which its $schema names in a spelling jsonschema does not recognise, so the validator is named)."""
+    validator = jsonschema.Draft7Validator(COMPOSE_SCHEMA)
+    validator.validate(COMPOSE)
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["worker"]["healthcheck"]["intervall"] = "5s"  # a misspelt key, as people write them
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
+
+
+ROLE_OF_COMMAND = {"watch": "watcher", "worker": "worker", "beat": "beat"}
+
+
+def test_every_long_running_role_has_a_healthcheck_for_its_role():
+    """`ingest doctor --role R`, R the role the service runs: depends_on service_healthy works for them."""
+    from worker.doctor import ROLES
+
+    for name, spec in ingest_services().items():
+        if name == "migrate":
+            assert "healthcheck" not in spec  # one-shot: it completes, it is never healthy
+            continue
+        role = ROLE_OF_COMMAND[spec["command"][1]]
+        assert role in ROLES
+        assert spec["healthcheck"]["test"] == ["CMD", "ingest", "doctor", "--role", role], name
+
+
+def _queues_of(spec: dict) -> set[str]:
+    command = spec["command"]
+    return set(command[command.index("-Q") + 1].split(",")) if "-Q" in command else set()
+
+
+def test_feeds_and_webhooks_have_a_worker_of_their_own_and_every_queue_a_consumer():
+    from worker.app import celery_config
+    from worker.broker import FEEDS_QUEUE, HOOKS_QUEUE, QUEUE
+
+    services = ingest_services()
+    assert _queues_of(services["worker"]) == {QUEUE}
+    assert _queues_of(services["feeds-worker"]) == {FEEDS_QUEUE, HOOKS_QUEUE}
+    every_queue = {queue.name for queue in celery_config(Settings(), None)["task_queues"]}
+    assert every_queue == _queues_of(services["worker"]) | _queues_of(services["feeds-worker"])
+
+
+def test_prometheus_scrapes_every_role_on_its_metrics_port_and_flower_is_a_profile():
+    env = COMPOSE["x-ingest"]["environment"]
+    assert env["INGEST_METRICS_HOST"] == "0.0.0.0" and env["INGEST_TASK_EVENTS"] == "true"
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    [discovery] = job["dns_sd_configs"]
+    roles = {name for name, spec in ingest_services().items() if name != "migrate"}
+    assert set(discovery["names"]) == roles
+    assert discovery["port"] == int(env["INGEST_METRICS_PORT"])
+    services = COMPOSE["services"]
+    assert services["prometheus"]["profiles"] == ["monitoring"] == services["flower"]["profiles"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+
+
 def test_every_role_waits_for_the_schema_migration_to_succeed():
     """`migrate` runs once and exits; watcher, workers and scheduler start only after it succeeded."""
     services = ingest_services()
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("watcher", "worker", "beat"):
+    for name in ("watcher", "worker", "feeds-worker", "beat"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
 
 

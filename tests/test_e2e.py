@@ -375,16 +375,16 @@ def test_metrics_are_summed_over_every_worker_process(deployment):
     deployment.start("--concurrency", "2")
     deployment.drain()
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    assert 'ingest_items_total{format="text",outcome="stored"} 6.0' in text
-    assert 'ingest_items_total{format="unknown",outcome="failed"} 1.0' in text
+    assert 'ingest_items_total{format="text",outcome="stored",role="up"} 6.0' in text
+    assert 'ingest_items_total{format="unknown",outcome="failed",role="up"} 1.0' in text
     # Files dropped together may travel packed: one task per message, as many as the worker logged.
     outcome_lines = [json.loads(line) for line in deployment.log_text().splitlines() if '"worker.tasks"' in line]
     tasks = {line["task_id"] for line in outcome_lines if line.get("task") == "ingest.process"}
-    assert f'ingest_task_seconds_count{{task="ingest.process"}} {len(tasks)}.0' in text
-    assert "ingest_queue_depth 0.0" in text and "ingest_oldest_pending_seconds 0.0" in text
+    assert f'ingest_task_seconds_count{{role="up",task="ingest.process"}} {len(tasks)}.0' in text
+    assert 'ingest_queue_depth{role="up"} 0.0' in text and 'ingest_oldest_pending_seconds{role="up"} 0.0' in text
     # The API serves the same sums at its own /metrics.
     from_api = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=10).text
-    assert 'ingest_items_total{format="text",outcome="stored"} 6.0' in from_api
+    assert 'ingest_items_total{format="text",outcome="stored",role="up"} 6.0' in from_api
 
 
 def test_wait_counts_the_files_the_watcher_holds_or_has_not_heard_of(deployment):

@@ -65,6 +65,16 @@ def test_logs_filters_by_level_and_event(deployment, tmp_path):
     assert everything[0] == "celery banner line, not JSON" and len(everything) == 5
 
 
+def test_logs_reads_what_docker_compose_logs_prints():
+    """`docker compose logs -f worker | ingest logs`: each line has its service's prefix."""
+    from worker.logview import parsed
+
+    line = 'worker-2  | {"event": "item.stored", "level": "info", "item_id": 7}'
+    assert parsed(line) == {"event": "item.stored", "level": "info", "item_id": 7, "service": "worker-2"}
+    assert parsed('{"event": "a | b", "level": "info"}') == {"event": "a | b", "level": "info"}
+    assert parsed("worker-2  | Celery banner, not JSON") is None
+
+
 def test_logs_reads_standard_input_and_the_configured_file(deployment, tmp_path):
     log = tmp_path / "configured.jsonl"
     write_log(log)

@@ -228,12 +228,12 @@ def create_api(settings: Settings, redis_url: str) -> FastAPI:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         from worker.broker import QUEUES
-        from worker.metrics_server import summed_registry
+        from worker.metrics_server import role_registry
 
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if not folder:
             raise HTTPException(404, "metrics are off: set INGEST_METRICS_PORT for `ingest up`")
-        registry = summed_registry(Path(folder), redis_url, QUEUES)
+        registry = role_registry("up", Path(folder), redis_url, QUEUES)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/failures", dependencies=guarded)

@@ -75,8 +75,9 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
         },
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
+        # Task events are what Flower shows (the compose stack's monitoring profile): off unless asked.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         # Redis lost: running tasks go on (their own Redis calls wait for it, worker.tasks) and are
         # acknowledged once it is back. Cancelling them instead (True) was seen to wedge the worker
         # (billiard failing to send a cancelled task's result: "Unrecoverable error").

@@ -47,12 +47,19 @@ def logs(
 
 
 @cli.command()
-def doctor() -> None:
+def doctor(
+    role: Annotated[
+        Optional[str],
+        typer.Option(help="Check only what this role needs, and that its process answers: watcher, worker, beat"),
+    ] = None,
+) -> None:
     """Check settings, Redis, the database and its schema, the seeds folder and inotify limits."""
-    from worker.doctor import run_checks
+    from worker.doctor import ROLES, run_checks
 
+    if role is not None and role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
     settings = get_settings()
-    results = run_checks(settings)
+    results = run_checks(settings, role)
     for result in results:
         typer.echo(result.line())
     if any(result.status == "fail" for result in results):

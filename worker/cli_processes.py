@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Optional
 
 import redis
@@ -89,12 +90,37 @@ def _start_metrics(settings: Settings, redis_url: str, env: dict[str, str]):
 
     folder = metrics_server.prepare_folder(settings.data_dir / "metrics")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
-    try:
-        server = metrics_server.serve(settings.metrics_port, folder, redis_url, queues())
-    except OSError as exc:
-        raise ServiceError(f"cannot serve metrics on 127.0.0.1:{settings.metrics_port} ({exc.strerror})") from None
-    log.info("metrics.serving", url=f"http://127.0.0.1:{settings.metrics_port}/metrics")
+    env["INGEST_METRICS_PORT"] = ""  # the children's metrics are served here, not each on the same port
+    registry = metrics_server.role_registry("up", folder, redis_url, queues())
+    server = metrics_server.serve(settings.metrics_host, settings.metrics_port, registry)
+    log.info("metrics.serving", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics", role="up")
     return server
+
+
+def _serve_role_metrics(settings: Settings, role: str, redis_url: str | None) -> None:
+    """A role started alone, with INGEST_METRICS_PORT set, serves its own /metrics (role label); the
+    watcher and the scheduler also serve the queue gauges (redis_url), workers do not."""
+    if settings.metrics_port is None:
+        return
+    from worker import metrics_server
+
+    folder = None
+    if role == "worker":
+        folder = metrics_server.prepare_folder(settings.data_dir / "metrics" / f"worker-{os.getpid()}")
+        _count_in_files(folder)
+    registry = metrics_server.role_registry(role, folder, redis_url, queues())
+    metrics_server.serve(settings.metrics_host, settings.metrics_port, registry)
+    log.info("metrics.serving", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics", role=role)
+
+
+def _count_in_files(folder: Path) -> None:
+    """Metric values in files under folder (prometheus_client's multiprocess mode), for this process
+    and the pool processes it forks, so the main process can sum them. prometheus_client picks its
+    value class when imported: nothing has imported it yet here, but reset it should something have."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
 
 
 @cli.command()
@@ -131,6 +157,7 @@ def watch() -> None:
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     client = broker.connect_patiently(url)
+    _serve_role_metrics(settings, "watcher", url)
     app = sending_app(url)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -165,6 +192,7 @@ def worker(ctx: typer.Context) -> None:
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     broker.connect_patiently(url)
+    _serve_role_metrics(settings, "worker", None)
     celery_app(url).worker_main([*quiet_args(settings), "worker", "--loglevel", settings.log_level.upper(), *ctx.args])
 
 
@@ -179,6 +207,7 @@ def beat() -> None:
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     leadership = Leadership(broker.connect_patiently(url))
+    _serve_role_metrics(settings, "beat", url)  # a scheduler on standby serves too: it is alive
     stop = threading.Event()
     stop_on_signals(stop)
     if not leadership.wait_to_lead(stop):

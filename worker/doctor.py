@@ -132,8 +132,34 @@ def check_data_dir(settings: Settings) -> Check:
     return Check("data folder", "ok", f"{folder.resolve()} is writable")
 
 
+def check_alive(settings: Settings, role: str) -> Check:
+    """The role's process in this container (or on this host) answers on its own metrics port, with
+    metrics labelled as that role: alive, and serving, not merely started."""
+    import httpx
+
+    if settings.metrics_port is None:
+        return Check(f"{role} process", "warn", "cannot tell: INGEST_METRICS_PORT is not set", "set it for every role")
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    try:
+        answer = httpx.get(url, timeout=3)
+    except httpx.HTTPError as exc:
+        return Check(f"{role} process", "fail", f"no answer at {url} ({type(exc).__name__})", f"start `ingest {role}`")
+    if answer.status_code != 200 or f'role="{role}"' not in answer.text:
+        return Check(f"{role} process", "fail", f"{url} answers, but not as the {role} role", "check the port")
+    return Check(f"{role} process", "ok", f"answers at {url}")
+
+
 CHECKS = (check_settings, check_redis, check_database, check_seeds, check_inotify, check_data_dir)
+# What each role started alone needs, for `ingest doctor --role`: a container's healthcheck.
+ROLE_CHECKS = {
+    "watcher": (check_redis, check_database, check_seeds, check_inotify),
+    "worker": (check_redis, check_database, check_data_dir),
+    "beat": (check_redis, check_database),
+}
+ROLES = tuple(ROLE_CHECKS)
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    return [check(settings) for check in CHECKS]
+def run_checks(settings: Settings, role: str | None = None) -> list[Check]:
+    if role is None:
+        return [check(settings) for check in CHECKS]
+    return [check(settings) for check in ROLE_CHECKS[role]] + [check_alive(settings, role)]

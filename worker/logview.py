@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ import structlog
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 FOLLOW_POLL_SECONDS = 0.25
+# `docker compose logs` puts "service-1  | " before each line (docker logs --timestamps a time).
+COMPOSE_PREFIX = re.compile(r"^(?P<service>[\w.-]+)\s*\|\s(?P<rest>.*)$", re.DOTALL)
 
 
 def wanted(record: dict, level: str | None, event: str | None) -> bool:
@@ -24,11 +27,18 @@ def wanted(record: dict, level: str | None, event: str | None) -> bool:
 
 
 def parsed(line: str) -> dict | None:
+    """A JSON log line as a dict; one that `docker compose logs` prefixed gets its `service` field."""
+    service = None
+    prefixed = COMPOSE_PREFIX.match(line) if not line.lstrip().startswith("{") else None
+    if prefixed is not None:
+        service, line = prefixed["service"], prefixed["rest"]
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    return record | {"service": service} if service else record
 
 
 def follow(path: Path) -> Iterator[str]:

@@ -1,4 +1,11 @@
-"""The /metrics endpoint of `ingest up`: every process's counters summed, and the queue read live."""
+"""The /metrics endpoints: `ingest up`'s (every child's counters summed) and each role's started alone
+(`ingest watch`, `worker`, `beat` with INGEST_METRICS_PORT set), every sample labelled with its role.
+
+A worker's prefork pool processes write their values to files (prometheus_client's multiprocess
+mode), summed by the worker's main process when scraped. The queue gauges come from the roles that
+see the whole service (`up`, the watcher, the scheduler), never from each worker: Prometheus would
+count the same queue once a worker.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,12 @@ from datetime import datetime
 from pathlib import Path
 
 import redis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from shared.errors import ServiceError
 from worker.broker import queue_counts
 
 
@@ -72,6 +81,42 @@ def summed_registry(folder: Path, redis_url: str, queues: tuple[str, ...]) -> Co
     return registry
 
 
-def serve(port: int, folder: Path, redis_url: str, queues: tuple[str, ...]):
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=summed_registry(folder, redis_url, queues))
+class RoleLabelled:
+    """The metrics of some collectors, each sample with `role` added: one scrape configuration for
+    every service of a stack, and sums by role or over all of them."""
+
+    def __init__(self, role: str, sources: list) -> None:
+        self.role = role
+        self.sources = sources
+
+    def collect(self):
+        for source in self.sources:
+            for family in source.collect():
+                labelled = Metric(family.name, family.documentation, family.type, family.unit)
+                for sample in family.samples:
+                    labels = {**sample.labels, "role": self.role}
+                    labelled.add_sample(sample.name, labels, sample.value, sample.timestamp, sample.exemplar)
+                yield labelled
+
+
+def role_registry(role: str, folder: Path | None, redis_url: str | None, queues: tuple[str, ...]) -> CollectorRegistry:
+    """What a role serves: its processes' files summed (folder) or its own values (no folder), plus
+    the queue gauges when given a Redis URL; all labelled with the role."""
+    own = CollectorRegistry()
+    if folder is not None:
+        MultiProcessCollector(own, path=str(folder))
+    sources = [own if folder is not None else REGISTRY]
+    if redis_url is not None:
+        sources.append(QueueCollector(redis_url, queues))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RoleLabelled(role, sources))
+    return registry
+
+
+def serve(host: str, port: int, registry: CollectorRegistry):
+    """/metrics on host:port from a thread; ServiceError in one line when the port is taken."""
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ServiceError(f"cannot serve metrics on {host}:{port} ({exc.strerror})") from None
     return server
