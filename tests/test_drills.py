@@ -217,10 +217,10 @@ def test_disk_full_under_data(deployment):
     finally:
         if deployment.up_process is not None:
             deployment.up_process.kill()
-            deployment.up_process.wait()
+            deployment.up_process.wait(60)
             deployment.up_process = None
         wait_until(lambda: not ingest_processes(deployment), 60, "every process to let go of data/")
-        subprocess.run(["umount", str(data)], check=True)
+        subprocess.run(["umount", str(data)], check=True, timeout=60)
     drills.record(
         "disk full under data/",
         "300 files, store on a 6 MB tmpfs",

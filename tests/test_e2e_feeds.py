@@ -61,7 +61,8 @@ def test_a_subscribed_feed_is_polled_conditionally_and_stores_each_entry_once(si
     )
     assert '"feed.polled"' in site.log_text()
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    assert 'ingest_feed_polls_total{status="200"}' in metrics and 'ingest_feed_polls_total{status="304"}' in metrics
+    assert 'ingest_feed_polls_total{role="up",status="200"}' in metrics
+    assert 'ingest_feed_polls_total{role="up",status="304"}' in metrics
 
 
 def test_a_failing_feed_backs_off_while_others_keep_their_schedule_and_301_moves(site, feed_server):
