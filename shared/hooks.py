@@ -191,6 +191,13 @@ def start_group(client: redis.Redis) -> None:
             raise
 
 
+def start_group_at_end(client: redis.Redis) -> None:
+    """The `hooks` group at the stream's end, new or not: for the first hook after none, which must
+    not be sent what happened while nobody listened."""
+    start_group(client)
+    client.xgroup_setid(STREAM, GROUP, id="$")
+
+
 def forget(client: redis.Redis, hook_id: int) -> None:
     """A removed hook's queue and state go with it."""
     client.delete(queue_key(hook_id), state_key(hook_id), lock_key(hook_id))
@@ -199,8 +206,10 @@ def forget(client: redis.Redis, hook_id: int) -> None:
 def fan_out(
     client: redis.Redis, hooks: Sequence[HookRef], max_pending: int, count: int = FAN_OUT_COUNT
 ) -> FanOutReport:
-    """Queue every new event for each hook that matches it; with no hooks, skip to the stream's end."""
+    """Queue every new event for each hook that matches it; with no hooks, nothing (not even Redis)."""
     report = FanOutReport()
+    if not hooks:
+        return report
     # One fan-out at a time (ticks may overlap on a busy worker): a second would read the first's
     # unacknowledged entries as its own and queue them twice.
     lock = client.lock(FAN_OUT_LOCK, timeout=120, blocking=False)
@@ -208,9 +217,6 @@ def fan_out(
         return report
     try:
         start_group(client)
-        if not hooks:
-            client.xgroup_setid(STREAM, GROUP, id="$")
-            return report
         enqueue = client.register_script(_ENQUEUE)
         # Entries read but not acknowledged (a fan-out that died) come first, then new ones.
         for cursor in ("0", ">"):

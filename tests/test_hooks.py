@@ -68,7 +68,8 @@ def test_backoff_doubles_is_capped_and_jittered():
 def test_fan_out_queues_each_hook_its_matching_events_and_caps_the_oldest(clean_redis):
     client = _client(clean_redis)
     _publish(client, "item.stored")
-    assert hooks.fan_out(client, [], 100).events == 0  # no hooks: the group skips to the end
+    assert hooks.fan_out(client, [], 100).events == 0  # no hooks: nothing read
+    hooks.start_group_at_end(client)  # the first hook added: from now on
     items = hooks.HookRef(1, "http://127.0.0.1:1/a", "item.*", "k")
     feeds = hooks.HookRef(2, "http://127.0.0.1:1/b", "feed.failed", "k")
     _publish(client, "item.stored", "feed.failed", "item.duplicate", "input.failed")
@@ -180,7 +181,8 @@ def test_ingest_up_delivers_every_stored_item_to_a_hook_that_failed_three_times(
         items = {str(item["id"]) for item in deployment.export()}
         assert stored_ids() == items
 
-        wait_until(lambda: deployment.status()["hooks"][1].get("failures", 0) >= 2, 30, "the dead hook to fail twice")
+        client = _client(deployment.env["INGEST_REDIS_URL"])
+        wait_until(lambda: hooks.state(client, 2).failures >= 2, 30, "the dead hook to fail twice")
         live, gone = deployment.status()["hooks"]
         assert (live["failing"], live["pending"], live["delivered"]) == (False, 0, 12)
         assert gone["failing"] and gone["pending"] >= 12 and "ConnectError" in gone["last_error"]  # every event, kept

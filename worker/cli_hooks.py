@@ -41,11 +41,12 @@ def hooks_add(
     with session_scope(open_store(settings)) as session:
         hook, new = subscriptions.add_hook(session, url, globs, key)
         hook_id = hook.id
+        alone = len(subscriptions.all_hooks(session)) == 1
     with _redis(settings) as client:
-        if client is not None:
-            if new:
-                hooks.forget(client, hook_id)  # an id the database gave before, with state left in Redis
-            hooks.start_group(client)
+        if client is not None and new:
+            hooks.forget(client, hook_id)  # an id the database gave before, with state left in Redis
+            # The first hook starts from now; one added beside others from where they stand.
+            (hooks.start_group_at_end if alone else hooks.start_group)(client)
     typer.echo(f"{'added' if new else 'updated'} {mask_secrets(url.strip())} (events {globs})")
     if secret is None:
         typer.echo(f"secret: {key}  (receivers check X-Ingest-Signature with it; shown this once)")
