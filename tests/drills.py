@@ -24,6 +24,7 @@ DRILLS = (
     "SQLite locked by another process",
     "PostgreSQL refusing connections",
     "disk full under data/",
+    "a worker host killed (roles on several hosts)",
 )
 
 

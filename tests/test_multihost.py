@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import drills
 from tests.conftest import PG_URL, ROOT, Deployment, _postgres_schema_url, wait_until
 from tests.corpus import synthetic_stories, versions
 from tests.feedserver import FeedServer, Route, rss
@@ -235,6 +236,13 @@ def test_the_roles_apart_as_on_several_hosts(stack, deployment):
     exported = [json.loads(line) for line in migrate.ingest("export").stdout.splitlines()]
     refs = [origin["ref"] for item in exported for origin in item["origins"] if origin["kind"] == "file"]
     lost, duplicated = len(set(names) - set(refs)), len(refs) - len(set(refs))
+    drills.record(
+        "a worker host killed (roles on several hosts)",
+        "2,000 files and 2 feeds; watcher, 2 workers, 2 schedulers apart, PostgreSQL",
+        "SIGKILL of one worker host's processes mid-burst; the other finishes",
+        lost,
+        duplicated,
+    )
     assert (lost, duplicated, len(exported)) == (0, 0, FILES + 40)
     assert clusters_of_files(exported) == one_machine
 

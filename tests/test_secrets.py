@@ -101,6 +101,7 @@ def _waiting_worker_output(deployment, env: dict[str, str]) -> str:
 
 @pytest.mark.postgres
 @pytest.mark.e2e
+@pytest.mark.drill  # a whole run on PostgreSQL with every output read back: CI runs it with the drills
 def test_no_password_is_printed_logged_or_kept(deployment, tmp_path):
     """A run with passwords in the Redis, database and feed URLs: none of them in any output or file."""
     if not PG_URL:
