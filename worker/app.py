@@ -61,8 +61,12 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A hard limit only: the pool process running past it is killed, its message delivered again
+        # (task_reject_on_worker_lost), and an input that keeps doing it fails alone after
+        # worker_kills_max deaths (worker.tasks). No soft limit: its exception lands wherever the
+        # task happens to be, and a parser's catch-all then recorded an innocent input as a failure
+        # (seen in the Redis-restart drill: a task that waited out Redis, its soft limit 1 s).
         "task_time_limit": settings.task_time_limit,
-        "task_soft_time_limit": max(1, settings.task_time_limit - 30),
         "broker_transport_options": {
             # An unacknowledged message (its worker died with no goodbye) is delivered again after
             # this long. It must exceed the longest task, or a slow task would run twice; twice is
