@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import redis
@@ -157,6 +158,16 @@ def backoff_seconds(failures: int, base: float, cap: float, rng: random.Random |
     return delay * (0.5 + (rng or random).random() / 2)
 
 
+def shown_url(url: str) -> str:
+    """A hook URL as logs and lists show it: password masked and every query value `***`, since
+    receivers often take their token there (`?token=…`)."""
+    parts = urlsplit(mask_secrets(url))
+    if not parts.query:
+        return urlunsplit(parts)
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair for pair in parts.query.split("&"))
+    return urlunsplit(parts._replace(query=query))
+
+
 def _iso(epoch: float | None) -> str | None:
     if not epoch:
         return None
@@ -196,6 +207,15 @@ def start_group_at_end(client: redis.Redis) -> None:
     not be sent what happened while nobody listened."""
     start_group(client)
     client.xgroup_setid(STREAM, GROUP, id="$")
+
+
+def stop_group(client: redis.Redis) -> None:
+    """No hook left: the group goes, so the next first hook starts from its own moment, not from
+    where the last one stopped."""
+    try:
+        client.xgroup_destroy(STREAM, GROUP)
+    except redis.exceptions.ResponseError:
+        pass  # no stream, or no group: nothing to stop
 
 
 def forget(client: redis.Redis, hook_id: int) -> None:
@@ -301,6 +321,7 @@ class DeliveryPolicy:
     allow_private: bool
     user_agent: str
     round_seconds: float = ROUND_SECONDS
+    lease_seconds: float = 600.0  # a round's lock: longer than any round can run (the task's hard limit)
 
 
 def deliver(
@@ -312,7 +333,7 @@ def deliver(
 ) -> RoundReport:
     """One round for one hook: its queued bodies POSTed oldest first until the queue is empty, a
     try fails, or the round's time is up. One round of a hook at a time (a lock in Redis)."""
-    lock = client.lock(lock_key(hook.id), timeout=policy.round_seconds * 3 + 30, blocking=False)
+    lock = client.lock(lock_key(hook.id), timeout=policy.lease_seconds, blocking=False)
     if not lock.acquire():
         return RoundReport(skipped="busy")
     try:
@@ -392,7 +413,8 @@ def post(http: httpx.Client, hook: HookRef, body: bytes, policy: DeliveryPolicy)
             status = response.status_code  # the answer's body is not read: the status says it all
     except (UnsafeURL, UnresolvableHost) as exc:
         return _one_line(str(exc))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        # InvalidURL is no HTTPError: a URL httpx cannot use must back the hook off like a failure.
         return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     if 200 <= status < 300:
         return None

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
@@ -164,6 +165,11 @@ def checked_hook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServiceError(f"not an http or https URL: {url}")
+    try:
+        parts.port  # noqa: B018  (raises for a port that is not a number in range)
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ServiceError(f"not a usable URL: {url} ({exc})") from None
     return url
 
 
@@ -180,9 +186,13 @@ def add_hook(session: Session, url: str, events: str, secret: str) -> tuple[Hook
     return hook, True
 
 
-def remove_hook(session: Session, url: str) -> int | None:
-    """The removed hook's id, or None when there was none with this URL."""
-    hook = session.execute(select(Hook).where(Hook.url == url.strip())).scalar_one_or_none()
+def remove_hook(session: Session, url_or_id: str) -> int | None:
+    """The removed hook's id, or None when there was none with this URL (or this id)."""
+    wanted = url_or_id.strip()
+    if wanted.isdigit():
+        hook = session.get(Hook, int(wanted))
+    else:
+        hook = session.execute(select(Hook).where(Hook.url == wanted)).scalar_one_or_none()
     if hook is None:
         return None
     session.delete(hook)

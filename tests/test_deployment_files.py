@@ -74,15 +74,15 @@ def _queues_of(spec: dict) -> set[str]:
     return set(command[command.index("-Q") + 1].split(",")) if "-Q" in command else set()
 
 
-def test_feeds_and_webhooks_have_a_worker_of_their_own_and_every_queue_a_consumer():
+def test_feeds_and_webhooks_have_workers_of_their_own_and_every_queue_a_consumer():
     from worker.app import celery_config
     from worker.broker import FEEDS_QUEUE, HOOKS_QUEUE, QUEUE
 
     services = ingest_services()
-    assert _queues_of(services["worker"]) == {QUEUE}
-    assert _queues_of(services["feeds-worker"]) == {FEEDS_QUEUE, HOOKS_QUEUE}
+    workers = {name: _queues_of(services[name]) for name in ("worker", "feeds-worker", "hooks-worker")}
+    assert workers == {"worker": {QUEUE}, "feeds-worker": {FEEDS_QUEUE}, "hooks-worker": {HOOKS_QUEUE}}
     every_queue = {queue.name for queue in celery_config(Settings(), None)["task_queues"]}
-    assert every_queue == _queues_of(services["worker"]) | _queues_of(services["feeds-worker"])
+    assert every_queue == set().union(*workers.values())
 
 
 def test_prometheus_scrapes_every_role_on_its_metrics_port_and_flower_is_a_profile():
@@ -104,7 +104,7 @@ def test_every_role_waits_for_the_schema_migration_to_succeed():
     services = ingest_services()
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("watcher", "worker", "feeds-worker", "beat"):
+    for name in ("watcher", "worker", "feeds-worker", "hooks-worker", "beat"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
 
 

@@ -145,13 +145,26 @@ def test_hook_urls_obey_the_feed_address_rules_and_redirects_are_not_followed(cl
         assert len(receiver.received) == 1
 
 
-@pytest.mark.parametrize("scheme", ["ftp", "file", "gopher"])
-def test_only_http_hooks_are_taken(scheme):
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("ftp://example.com/x", "not an http or https URL"),
+        ("file:///etc/passwd", "not an http or https URL"),
+        ("http://example.com:abc/", "not a usable URL"),
+        ("http://example.com:99999/", "not a usable URL"),
+    ],
+)
+def test_only_usable_http_hooks_are_taken(url, refusal):
     from shared.errors import ServiceError
     from shared.subscriptions import checked_hook_url
 
-    with pytest.raises(ServiceError, match="not an http or https URL"):
-        checked_hook_url(f"{scheme}://example.com/x")
+    with pytest.raises(ServiceError, match=refusal):
+        checked_hook_url(url)
+
+
+def test_hook_urls_are_shown_without_their_tokens():
+    assert hooks.shown_url("https://u:pw@in.example/h?token=abc&v=2") == "https://u:***@in.example/h?token=***&v=***"
+    assert hooks.shown_url("http://127.0.0.1:9/gone") == "http://127.0.0.1:9/gone"
 
 
 @pytest.mark.e2e
@@ -163,7 +176,7 @@ def test_ingest_up_delivers_every_stored_item_to_a_hook_that_failed_three_times(
     deployment.env |= {"INGEST_FEEDS_ALLOW_PRIVATE": "true", "INGEST_HOOKS_BACKOFF_BASE_SECONDS": "0.3"}
     with HookReceiver(fail_first=3) as receiver:
         added = deployment.run("hooks", "add", receiver.url, "--events", "item.stored", "--secret", "s3cret")
-        assert added.stdout.strip() == f"added {receiver.url} (events item.stored)"
+        assert added.stdout.strip() == f"added hook 1: {receiver.url} (events item.stored)"
         dead = deployment.run("hooks", "add", "http://127.0.0.1:9/gone").stdout
         assert dead.splitlines()[1].startswith("secret: ")  # made, and shown once
         deployment.start("--concurrency", "2")

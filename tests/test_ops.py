@@ -155,3 +155,19 @@ def test_a_python_warning_is_one_event_on_one_line(tmp_path):
         "first line second line",
     )
     assert record["origin"].startswith("<string>:")
+
+
+def test_an_idle_worker_started_alone_is_healthy_by_its_role(deployment):
+    """`ingest worker` alone serves its own /metrics: before any task (no pool file yet) it says its
+    role, so `doctor --role worker` (the compose healthcheck) passes; asked as another role, it fails."""
+    from worker.broker import free_port
+
+    deployment.env["INGEST_METRICS_PORT"] = str(free_port())
+    deployment.spawn("worker", "--concurrency", "1", "-Q", "ingest")
+    wait_until(
+        lambda: deployment.run("doctor", "--role", "worker", check=False).returncode == 0, 60, "the worker healthy"
+    )
+    wrong = deployment.run("doctor", "--role", "beat", check=False)
+    assert wrong.returncode == 1 and "answers, but not as the beat role" in wrong.stdout
+    unknown = deployment.run("doctor", "--role", "painter", check=False)
+    assert unknown.returncode == 2 and "'painter' is not one of watcher, worker, beat" in unknown.stderr

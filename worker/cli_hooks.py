@@ -10,7 +10,6 @@ import typer
 
 from shared.db import session_scope
 from shared.errors import ServiceError
-from shared.redact import mask_secrets
 from shared.settings import Settings
 from worker import broker
 from worker.cli_common import cli, open_store, setup, show
@@ -42,30 +41,34 @@ def hooks_add(
         hook, new = subscriptions.add_hook(session, url, globs, key)
         hook_id = hook.id
         alone = len(subscriptions.all_hooks(session)) == 1
+    # Said before Redis is touched: the hook is stored now, and its secret is shown only here.
+    typer.echo(f"{'added' if new else 'updated'} hook {hook_id}: {hooks.shown_url(url.strip())} (events {globs})")
+    if secret is None:
+        typer.echo(f"secret: {key}  (receivers check X-Ingest-Signature with it; shown this once)")
     with _redis(settings) as client:
         if client is not None and new:
             hooks.forget(client, hook_id)  # an id the database gave before, with state left in Redis
             # The first hook starts from now; one added beside others from where they stand.
             (hooks.start_group_at_end if alone else hooks.start_group)(client)
-    typer.echo(f"{'added' if new else 'updated'} {mask_secrets(url.strip())} (events {globs})")
-    if secret is None:
-        typer.echo(f"secret: {key}  (receivers check X-Ingest-Signature with it; shown this once)")
 
 
 @hooks_cli.command("remove")
-def hooks_remove(url: str) -> None:
-    """Stop sending to URL; events waiting for it are dropped."""
+def hooks_remove(hook: Annotated[str, typer.Argument(help="The hook's URL, or its id (`hooks list`)")]) -> None:
+    """Stop sending to a hook; events waiting for it are dropped."""
     from shared import hooks, subscriptions
 
     settings = setup("cli")
     with session_scope(open_store(settings)) as session:
-        hook_id = subscriptions.remove_hook(session, url)
+        hook_id = subscriptions.remove_hook(session, hook)
+        none_left = not subscriptions.all_hooks(session)
     if hook_id is None:
-        raise ServiceError(f"no such hook: {mask_secrets(url)}")
+        raise ServiceError(f"no such hook: {hooks.shown_url(hook)}")
     with _redis(settings) as client:
         if client is not None:
             hooks.forget(client, hook_id)
-    typer.echo(f"removed {mask_secrets(url.strip())}")
+            if none_left:
+                hooks.stop_group(client)
+    typer.echo(f"removed hook {hook_id}")
 
 
 @hooks_cli.command("list")
@@ -101,7 +104,7 @@ def hook_records(store_url: str, client: redis.Redis | None) -> list[dict]:
         rows = [(row.id, row.url, row.events) for row in subscriptions.all_hooks(session)]
     records = []
     for hook_id, url, events in rows:
-        record = {"id": hook_id, "url": mask_secrets(url), "events": events}
+        record = {"id": hook_id, "url": hooks.shown_url(url), "events": events}
         if client is not None:
             record |= hooks.state(client, hook_id).as_record()
         records.append(record)

@@ -139,12 +139,13 @@ def check_alive(settings: Settings, role: str) -> Check:
 
     if settings.metrics_port is None:
         return Check(f"{role} process", "warn", "cannot tell: INGEST_METRICS_PORT is not set", "set it for every role")
-    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    host = settings.metrics_host if settings.metrics_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    url = f"http://{host}:{settings.metrics_port}/metrics"
     try:
         answer = httpx.get(url, timeout=3)
     except httpx.HTTPError as exc:
         return Check(f"{role} process", "fail", f"no answer at {url} ({type(exc).__name__})", f"start `ingest {role}`")
-    if answer.status_code != 200 or f'role="{role}"' not in answer.text:
+    if answer.status_code != 200 or f'ingest_role{{role="{role}"}} 1.0' not in answer.text:
         return Check(f"{role} process", "fail", f"{url} answers, but not as the {role} role", "check the port")
     return Check(f"{role} process", "ok", f"answers at {url}")
 

@@ -90,6 +90,11 @@ class RoleLabelled:
         self.sources = sources
 
     def collect(self):
+        # Always one sample, so a role with nothing counted yet (an idle worker: its pool writes no
+        # file before its first task) still says who it is, to Prometheus and to `doctor --role`.
+        alive = GaugeMetricFamily("ingest_role", "1 for the role this endpoint serves", labels=["role"])
+        alive.add_metric([self.role], 1)
+        yield alive
         for source in self.sources:
             for family in source.collect():
                 labelled = Metric(family.name, family.documentation, family.type, family.unit)

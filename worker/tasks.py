@@ -330,7 +330,7 @@ def hooks_tick() -> None:
         return
     client = _patient_redis()
     report = hooks.fan_out(client, refs, settings.hooks_max_pending)
-    urls = {ref.id: mask_secrets(ref.url) for ref in refs}
+    urls = {ref.id: hooks.shown_url(ref.url) for ref in refs}
     for hook_id, dropped in report.dropped.items():
         log.warning("hook.events_dropped", hook=urls[hook_id], count=dropped, max_pending=settings.hooks_max_pending)
     if report.vanished:
@@ -346,9 +346,13 @@ def hooks_tick() -> None:
 def deliver_hook(hook_id: int) -> None:
     """One delivery round of one webhook: its waiting events POSTed, signed, oldest first."""
     settings = get_settings()
-    with session_scope(settings.store_url) as session:
-        row = session.get(Hook, hook_id)
-        ref = hooks.hook_refs([row])[0] if row is not None else None
+    try:
+        with session_scope(settings.store_url) as session:
+            row = session.get(Hook, hook_id)
+            ref = hooks.hook_refs([row])[0] if row is not None else None
+    except OperationalError as exc:
+        _tick_skipped("hooks.deliver_skipped", exc)  # the events wait; the next tick starts a round
+        return
     if ref is None:
         return  # removed since the tick
     policy = hooks.DeliveryPolicy(
@@ -356,6 +360,7 @@ def deliver_hook(hook_id: int) -> None:
         backoff_max=settings.hooks_backoff_max_seconds,
         allow_private=settings.feeds_allow_private,
         user_agent=settings.feeds_user_agent,
+        lease_seconds=settings.task_time_limit + 60,  # the round's task is killed before its lock lapses
     )
     limits = FetchLimits(settings.hooks_timeout_seconds, 0, settings.feeds_user_agent, settings.feeds_allow_private)
     with safe_client(limits) as http:
@@ -364,7 +369,7 @@ def deliver_hook(hook_id: int) -> None:
 
 
 def log_round(hook: hooks.HookRef, report: hooks.RoundReport) -> None:
-    url = mask_secrets(hook.url)
+    url = hooks.shown_url(hook.url)
     if report.recovered:
         log.info("hook.recovered", hook=url, delivered=report.delivered)
     elif report.delivered:
