@@ -206,3 +206,17 @@ def test_ingest_up_delivers_every_stored_item_to_a_hook_that_failed_three_times(
         missing = deployment.run("hooks", "remove", "http://127.0.0.1:9/gone", check=False)
         assert (missing.returncode, missing.stderr.strip()) == (1, "error: no such hook: http://127.0.0.1:9/gone")
         assert [hook["url"] for hook in json.loads(deployment.run("hooks", "list", "--json").stdout)] == [receiver.url]
+
+
+def test_the_first_hook_after_none_starts_from_its_own_moment(clean_redis):
+    """Removing the last hook drops the group; the next first hook is not sent what came meanwhile."""
+    client = _client(clean_redis)
+    hook = hooks.HookRef(1, "http://127.0.0.1:1/a", "*", "k")
+    hooks.start_group_at_end(client)
+    _publish(client, "item.stored")
+    hooks.stop_group(client)  # the last hook removed
+    assert client.xinfo_groups(STREAM) == []
+    _publish(client, "item.stored", "item.stored")  # while nobody listens
+    hooks.start_group_at_end(client)  # a first hook again
+    _publish(client, "item.duplicate")
+    assert hooks.fan_out(client, [hook], 100).queued == {1: 1}
