@@ -73,6 +73,8 @@ def test_logs_reads_what_docker_compose_logs_prints():
     assert parsed(line) == {"event": "item.stored", "level": "info", "item_id": 7, "service": "worker-2"}
     assert parsed('{"event": "a | b", "level": "info"}') == {"event": "a | b", "level": "info"}
     assert parsed("worker-2  | Celery banner, not JSON") is None
+    stamped = 'beat-1  | 2026-12-06T15:28:00.101371251Z {"event": "beat.leading", "level": "info"}'
+    assert parsed(stamped) == {"event": "beat.leading", "level": "info", "service": "beat-1"}
 
 
 def test_logs_reads_standard_input_and_the_configured_file(deployment, tmp_path):

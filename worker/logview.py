@@ -15,8 +15,10 @@ import structlog
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 FOLLOW_POLL_SECONDS = 0.25
-# `docker compose logs` puts "service-1  | " before each line (docker logs --timestamps a time).
-COMPOSE_PREFIX = re.compile(r"^(?P<service>[\w.-]+)\s*\|\s(?P<rest>.*)$", re.DOTALL)
+# `docker compose logs` puts "service-1  | " before each line, and with --timestamps a time after it.
+COMPOSE_PREFIX = re.compile(
+    r"^(?P<service>[\w.-]+)\s*\|\s(?:\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-][\d:]+)\s)?(?P<rest>.*)$", re.DOTALL
+)
 
 
 def wanted(record: dict, level: str | None, event: str | None) -> bool:
