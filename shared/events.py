@@ -42,8 +42,9 @@ def read(
     else:
         streams = client.xread({STREAM: after}, count=count, block=block_ms) or []
         found = streams[0][1] if streams else []
-    return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}) for entry_id, fields in found]
+    return [(decoded(entry_id), {decoded(k): decoded(v) for k, v in fields.items()}) for entry_id, fields in found]
 
 
-def _text(value: bytes | str) -> str:
+def decoded(value: bytes | str) -> str:
+    """A Redis reply's bytes as text (clients made without decode_responses)."""
     return value.decode() if isinstance(value, bytes) else value

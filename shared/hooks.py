@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import redis
 
-from shared.events import STREAM
+from shared.events import STREAM, decoded
 from shared.feeds import UnresolvableHost, UnsafeURL, check_url
 from shared.redact import mask_secrets
 
@@ -255,7 +255,7 @@ def fan_out(
 
 def _read_group(client: redis.Redis, cursor: str, count: int) -> list[tuple[str, dict | None]]:
     found = client.xreadgroup(GROUP, CONSUMER, {STREAM: cursor}, count=count) or []
-    return [(_text(entry_id), fields) for entry_id, fields in (found[0][1] if found else [])]
+    return [(decoded(entry_id), fields) for entry_id, fields in (found[0][1] if found else [])]
 
 
 def _queue_entries(
@@ -271,7 +271,7 @@ def _queue_entries(
         if not raw_fields:  # trimmed from the stream (MAXLEN) between its read and now
             report.vanished += 1
             continue
-        fields = {_text(key): _text(value) for key, value in raw_fields.items()}
+        fields = {decoded(key): decoded(value) for key, value in raw_fields.items()}
         report.events += 1
         body = body_of(entry_id, fields)
         for hook in hooks:
@@ -292,7 +292,7 @@ def state(client: redis.Redis, hook_id: int) -> HookState:
     pipe.llen(queue_key(hook_id))
     pipe.hgetall(state_key(hook_id))
     pending, raw = pipe.execute()
-    fields = {_text(key): _text(value) for key, value in raw.items()}
+    fields = {decoded(key): decoded(value) for key, value in raw.items()}
     return HookState(
         pending=pending,
         failures=int(fields.get("failures") or 0),
@@ -421,10 +421,6 @@ def post(http: httpx.Client, hook: HookRef, body: bytes, policy: DeliveryPolicy)
     if 300 <= status < 400:
         return f"HTTP {status}: a webhook's redirects are not followed"
     return f"HTTP {status}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def hook_refs(rows: Iterable) -> list[HookRef]:

@@ -73,14 +73,6 @@ def prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def summed_registry(folder: Path, redis_url: str, queues: tuple[str, ...]) -> CollectorRegistry:
-    """Every process's metric files under `folder` summed, and the queue gauges read live at each scrape."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(folder))
-    registry.register(QueueCollector(redis_url, queues))
-    return registry
-
-
 class RoleLabelled:
     """The metrics of some collectors, each sample with `role` added: one scrape configuration for
     every service of a stack, and sums by role or over all of them."""
