@@ -82,6 +82,40 @@ def test_wait_times_out_with_exit_1_while_files_wait(deployment):
     assert json.loads(result.stderr.split(":", 2)[2])["files_waiting"] == 1
 
 
+def test_wait_polls_sooner_as_the_work_runs_out():
+    """The drain rate between two readings says when the work ends; polls stay within their bounds."""
+    from worker.cli_state import (
+        CONFIRM_POLL_SECONDS,
+        SOONEST_POLL_SECONDS,
+        WAIT_POLL_SECONDS,
+        _Drain,
+        _next_poll_seconds,
+    )
+
+    drain = _Drain()
+    assert drain.seconds_left(600) is None  # one reading: no rate yet
+    drain.at -= 0.1  # the next reading 100 ms later
+    assert drain.seconds_left(400) == pytest.approx(0.2, rel=0.05)  # 200 gone in 0.1 s, 400 left
+    drain.at -= 0.1
+    assert drain.seconds_left(450) is None  # more pending than before: not draining
+    running = "redis://127.0.0.1:6379/0"
+    assert _next_poll_seconds(running, 0, None) == WAIT_POLL_SECONDS
+    assert _next_poll_seconds(running, 0, 5.0) == WAIT_POLL_SECONDS
+    assert _next_poll_seconds(running, 0, 0.03) == pytest.approx(0.03)
+    assert _next_poll_seconds(running, 0, 0.0001) == SOONEST_POLL_SECONDS
+    assert _next_poll_seconds(running, 1, 0.0001) == CONFIRM_POLL_SECONDS
+
+
+def test_a_command_exits_with_its_status_and_its_output_whole(deployment):
+    """Commands end without Python's module teardown: the status and every line written still arrive."""
+    for number in range(3):
+        (deployment.seeds / f"s{number}.txt").write_text(f"Story {number}\n\nBody sentence number {number}.\n")
+    assert deployment.run("wait", "--timeout", "1", check=False).returncode == 1
+    result = deployment.run("nosuch", check=False)
+    assert result.returncode == 2 and result.stderr.startswith("error: No such command")
+    assert deployment.run("status", "--json").stdout.rstrip().endswith("}")
+
+
 def test_empty_store_status_and_export(deployment):
     """A fresh folder: zero counts, no items, no failures."""
     status = deployment.status()

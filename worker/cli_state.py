@@ -29,6 +29,9 @@ WAIT_POLL_SECONDS = 0.1
 # The reading that confirms an idle one needs only to come after any message moving between two
 # keys has landed in the second: a few milliseconds, not a whole poll (a burst's end is seen sooner).
 CONFIRM_POLL_SECONDS = 0.02
+# While the work drains, the next reading comes when the rate seen so far says it will be done,
+# but no sooner than this: a reading costs a few milliseconds of the same two cores.
+SOONEST_POLL_SECONDS = 0.01
 WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
 
 
@@ -136,6 +139,7 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
     store_url = open_store(settings)
     deadline = time.monotonic() + timeout
     idle_readings = 0
+    drain = _Drain()
     while True:
         redis_url = broker.running_redis_url(settings)
         if redis_url is None:
@@ -158,13 +162,33 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
             running = "" if redis_url else " (and nothing runs to take it: start `ingest up`)"
             typer.echo(f"error: still pending after {timeout:g}s{running}: {json.dumps(pending)}", err=True)
             raise typer.Exit(1)
-        time.sleep(_next_poll_seconds(redis_url, idle_readings))
+        time.sleep(_next_poll_seconds(redis_url, idle_readings, drain.seconds_left(pending_total(pending))))
 
 
-def _next_poll_seconds(redis_url: str | None, idle_readings: int) -> float:
+class _Drain:
+    """When the pending work will run out, at the rate it went down between the last two readings."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.at = 0.0
+
+    def seconds_left(self, pending: int) -> float | None:
+        now = time.monotonic()
+        before, elapsed = self.pending, now - self.at
+        self.pending, self.at = pending, now
+        if before is None or pending >= before or elapsed <= 0:
+            return None  # not draining (yet): no estimate
+        return pending / ((before - pending) / elapsed)
+
+
+def _next_poll_seconds(redis_url: str | None, idle_readings: int, seconds_left: float | None = None) -> float:
     if redis_url is None:
         return WAIT_FOR_SERVICE_SECONDS
-    return CONFIRM_POLL_SECONDS if idle_readings else WAIT_POLL_SECONDS
+    if idle_readings:
+        return CONFIRM_POLL_SECONDS
+    if seconds_left is None:
+        return WAIT_POLL_SECONDS
+    return min(WAIT_POLL_SECONDS, max(SOONEST_POLL_SECONDS, seconds_left))
 
 
 def _parse_since(value: str) -> datetime:
