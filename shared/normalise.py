@@ -83,7 +83,9 @@ def _whole_characters(text: str) -> str:
 
 
 def to_nfc(item: ParsedItem, rules: Rules) -> ParsedItem:
-    nfc = lambda value: value and unicodedata.normalize("NFC", _whole_characters(value))  # noqa: E731
+    # Invisible characters go first: one between a letter and its accent ('e\u200b\u0301') would
+    # otherwise keep the two apart here and leave them uncomposed once it is removed.
+    nfc = lambda value: value and unicodedata.normalize("NFC", INVISIBLE.sub("", _whole_characters(value)))  # noqa: E731
     return item.but(
         title=nfc(item.title),
         body=nfc(item.body),
@@ -147,25 +149,32 @@ def _split_attribution(lines: list[str], max_words: int) -> tuple[str, str] | No
     if wire and len(lines) > 1 and _is_outlet(wire.group("paren") or wire.group("caps"), max_words):
         return "", (wire.group("paren") or wire.group("caps")).strip()
     lone = LONE_ATTRIBUTION.match(last)
-    after_list_line = len(lines) > 1 and LIST_LINE.match(lines[-2])
-    if lone and not after_list_line and _is_outlet(lone.group("outlet"), max_words):
+    # A dash line is a credit only below text that is not a list item (alone, it is the text).
+    below_text = len(lines) > 1 and not LIST_LINE.match(lines[-2])
+    if lone and below_text and _is_outlet(lone.group("outlet"), max_words):
         return "", lone.group("outlet")
     return None
 
 
 def take_closing_attribution(item: ParsedItem, rules: Rules) -> ParsedItem:
-    """`…last sentence. — BBC News` sets original_source and leaves the body."""
+    """`…last sentence. — BBC News` sets original_source and leaves the body. Credits stacked at the
+    end (`He said. (Reuters)` then `— BBC News`) all leave, so that normalising again changes nothing;
+    the last one, the outlet that published the text, is the original source."""
     lines = item.body.rstrip("\n").split("\n")
-    while lines and not lines[-1]:
-        lines.pop()
-    if not lines:
+    original_source = item.original_source
+    taken = False
+    while True:
+        while lines and not lines[-1]:
+            lines.pop()
+        split = _split_attribution(lines, rules.attribution_max_words) if lines else None
+        if split is None:
+            break
+        last, outlet = split
+        lines = [*lines[:-1], last] if last else lines[:-1]
+        original_source, taken = original_source or outlet, True
+    if not taken:
         return item
-    split = _split_attribution(lines, rules.attribution_max_words)
-    if split is None:
-        return item
-    last, outlet = split
-    body = "\n".join([*lines[:-1], last])
-    return item.but(body=body, original_source=item.original_source or outlet)
+    return item.but(body="\n".join(lines), original_source=original_source)
 
 
 def credit_dateline_agency(item: ParsedItem, rules: Rules) -> ParsedItem:

@@ -26,6 +26,8 @@ def canonical_url(url: str | None) -> str | None:
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
     host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 address keeps its brackets: without them the port cannot be told apart
+        host = f"[{host}]"
     if port and port != DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
     if parts.username:

@@ -152,6 +152,21 @@ def test_a_closing_attribution_on_its_own_line_leaves_the_body():
     assert (item.body, item.original_source) == ("The last sentence of the story.", "Associated Press")
 
 
+def test_stacked_closing_credits_all_leave_and_the_last_names_the_outlet():
+    """A wire credit above the publisher's line: both leave in one pass (normalising again changes nothing)."""
+    text = "Title\n\nThe Chronicle\n\nIt ended.\n\u2014 BBC News\n(Reuters)\n"
+    item = one("a.txt", text.encode()).item
+    assert (item.body, item.original_source) == ("It ended.", "Reuters")
+
+
+def test_a_dash_line_alone_is_the_text_not_a_credit():
+    from shared.normalise import normalise
+    from shared.parsers import ParsedItem
+
+    item = normalise(ParsedItem(title="T", body="\u2014 Associated Press"), CONTEXT.rules)
+    assert (item.body, item.original_source) == ("\u2014 Associated Press", None)
+
+
 def test_a_list_ending_the_article_is_not_an_attribution():
     """A final bullet line stays body."""
     text = "Title\n\nWhat happened:\n\u2014 A fire broke out downtown\n\u2014 Firefighters came\n"

@@ -21,7 +21,7 @@ from html import escape as html_escape
 from xml.sax.saxutils import escape as xml_escape
 
 import pytest
-from hypothesis import Phase, currently_in_test_context, event, example, given, settings
+from hypothesis import currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
 from shared.decode import decode_text
@@ -42,14 +42,6 @@ PROFILE = settings.get_profile("ingest-hunt" if HUNT else "ingest-ci")
 def budget(examples: int, **more) -> settings:
     """`examples` examples a run in CI (HUNT instead when hunting), on the profile above."""
     return settings(PROFILE, max_examples=HUNT or examples, **more)
-
-
-def known_bug(examples: int) -> settings:
-    """For a property xfailed on a known bug: its explicit examples (the bug's inputs) fail it at once and
-    alone, as one exception that xfail(raises=...) checks. A hunt skips them, to see what else it finds."""
-    if HUNT:
-        return budget(examples, phases=[phase for phase in Phase if phase is not Phase.explicit])
-    return budget(examples, phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False)
 
 
 CONTEXT = Context.from_settings(Settings(_env_file=None))
@@ -664,12 +656,6 @@ of its piers and a crane, the port authority said.</p><p>Repairs are expected to
 will sail from the north quay until then.</p></article></body></html>"""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InputError,
-    reason="bug: shared/parsers/html.py parse gives lxml the decoded str, which lxml refuses when the page "
-    "declares its encoding: every XHTML page with an <?xml ... encoding=...?> prolog fails 'unreadable HTML'",
-)
 def test_an_xhtml_page_with_an_xml_declaration_is_an_item():
     """Found by the HTML strategy's statistics: a valid XHTML page that opens with an XML declaration."""
     [derived] = derive("page.html", XHTML, CONTEXT)
@@ -722,18 +708,11 @@ calm_line = st.one_of(st.sampled_from(sorted(set(SPECIAL_LINES) - ATTRIBUTION_LI
 )
 def test_normalising_twice_equals_once(item):
     """normalise(normalise(x)) == normalise(x): bodies ending in a sentence and at most one attribution, text
-    without invisible characters (the triggers of the two bugs below)."""
+    without invisible characters (the property below covers those too)."""
     assert_idempotent(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: shared/normalise.py takes one closing attribution a pass ('He said. (Reuters)\\n— BBC News' "
-    "loses '(Reuters)' only the second time), and removes invisible characters after NFC, so "
-    "'e\\u200b\\u0301' becomes the non-NFC 'e\\u0301', composed only the second time",
-)
-@known_bug(300)
+@budget(300)
 @given(item=parsed_items(st.text(max_size=40), lines, st.none()))
 @example(item=ParsedItem(title="T", body="He said. (Reuters)\n\u2014 BBC News"))
 @example(item=ParsedItem(title="e\u200b\u0301", body="B"))
@@ -743,13 +722,7 @@ def test_normalising_any_text_twice_equals_once(item):
     assert_idempotent(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: shared/urls.py canonical_url drops an IPv6 host's brackets: http://[2001:db8::80]/ becomes "
-    "http://2001:db8::80/, which is not the same URL and canonicalises to None",
-)
-@known_bug(200)
+@budget(200)
 @given(url=any_urls)
 @example(url="http://[2001:db8::80]/")
 def test_canonical_url_twice_equals_once(url):
@@ -766,13 +739,7 @@ def test_canonical_url_of_a_named_host_twice_equals_once(url):
     assert canonical_url(once) == once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: the two above reach stored items: a .txt body ending 'It ended.\\n— BBC News\\n(Reuters)' is "
-    "stored ending '— BBC News', which goes the second time; a feed link http://[::1] is stored as http://::1/",
-)
-@known_bug(200)
+@budget(200)
 @given(
     document=st.one_of(
         SANE_DOCUMENTS["text"].map(lambda data: ("doc.txt", data)),

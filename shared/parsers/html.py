@@ -23,6 +23,9 @@ from shared.urls import host_name
 
 HTML_START = re.compile(r"<(!doctype\s+html|html|head|body|p|div|article|title|h1|meta)\b", re.IGNORECASE)
 TITLE_SEPARATORS = re.compile(r"\s+[|\-–—·:]\s+")
+# XHTML may open with `<?xml version="1.0" encoding="…"?>`. The text is decoded already, and lxml
+# refuses a str that still declares an encoding, so the declaration goes.
+XML_DECLARATION = re.compile(r"\A\s*<\?xml\b[^>]*\?>")
 
 
 def sniff(text: str) -> str | None:
@@ -97,12 +100,13 @@ def _main_text(html: str, title: str | None) -> tuple[str, lxml.etree._Element]:
 
 
 def parse(doc: Document) -> list[ParsedItem]:
+    html = XML_DECLARATION.sub("", doc.text, count=1)
     try:
-        tree = lxml.html.document_fromstring(doc.text)
+        tree = lxml.html.document_fromstring(html)
     except (lxml.etree.ParserError, ValueError) as exc:
         raise InputError(f"unreadable HTML ({exc})") from None
     meta = _metadata(tree)
-    body, extracted = _main_text(doc.text, meta["title"])
+    body, extracted = _main_text(html, meta["title"])
     title = meta["title"] or extracted.get("title")
     if not title:
         raise InputError("no title in the page")
