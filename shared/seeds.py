@@ -109,3 +109,33 @@ def _walk(folder: str, prefix: str) -> Iterator[tuple[str, str, int, int]]:
                 yield prefix + entry.name, entry.path, info.st_size, info.st_mtime_ns
     for subfolder in subfolders:
         yield from _walk(subfolder.path, f"{prefix}{subfolder.name}/")
+
+
+def count_untaken(root: Path, taken: dict[str, tuple[int, int]]) -> int:
+    """How many inputs in the folder are not in `taken` (ref -> (size, mtime_ns)) as they are now:
+    scan_entries' rules, without its order or its tuples (`ingest wait` asks this of folders of
+    100,000 files, where they cost as much as the one stat a file)."""
+    return _count_untaken(os.fspath(root), "", taken) if os.path.isdir(root) else 0
+
+
+def _count_untaken(folder: str, prefix: str, taken: dict[str, tuple[int, int]]) -> int:
+    untaken = 0
+    try:
+        listing = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return 0
+    with listing:
+        for entry in listing:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                untaken += _count_untaken(entry.path, f"{prefix}{name}/", taken)
+            elif not name.endswith(IGNORED_SUFFIXES):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(info.st_mode) and taken.get(prefix + name) != (info.st_size, info.st_mtime_ns):
+                    untaken += 1
+    return untaken

@@ -97,6 +97,8 @@ def test_wait_polls_sooner_as_the_work_runs_out():
     drain.at -= 0.1  # the next reading 100 ms later
     assert drain.seconds_left(400) == pytest.approx(0.2, rel=0.05)  # 200 gone in 0.1 s, 400 left
     drain.at -= 0.1
+    assert drain.seconds_left(400) == pytest.approx(0.4, rel=0.05)  # unchanged: the last rate, trusted half
+    drain.at -= 0.1
     assert drain.seconds_left(450) is None  # more pending than before: not draining
     running = "redis://127.0.0.1:6379/0"
     assert _next_poll_seconds(running, 0, None) == WAIT_POLL_SECONDS

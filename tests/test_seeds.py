@@ -43,3 +43,20 @@ def test_scan_finds_regular_files_and_follows_no_link(tmp_path):
     (root / "inner-link.txt").symlink_to(root / "a.txt")
     found = {seed.ref: seed.size for seed in scan(root)}
     assert found == {"a.txt": 1, "sub/b.txt": 2}
+
+
+def test_count_untaken_follows_the_scan_rules(tmp_path):
+    """The count `ingest wait` asks for: inputs missing from the ledger or changed since, by scan_entries' rules."""
+    from shared.seeds import count_untaken, scan_entries
+
+    for ref in ("a.txt", "sub/b.txt", "sub/deeper/c.txt", ".hidden/d.txt", "e.txt.part", ".f.txt"):
+        (tmp_path / ref).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / ref).write_text(ref)
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a.txt")
+    taken = {ref: (size, mtime) for ref, _path, size, mtime in scan_entries(tmp_path)}
+    assert sorted(taken) == ["a.txt", "sub/b.txt", "sub/deeper/c.txt"]
+    assert count_untaken(tmp_path, taken) == 0
+    (tmp_path / "sub" / "b.txt").write_text("changed, longer")
+    (tmp_path / "new.txt").write_text("new")
+    assert count_untaken(tmp_path, taken) == 2
+    assert count_untaken(tmp_path / "missing", taken) == 0

@@ -32,6 +32,7 @@ CONFIRM_POLL_SECONDS = 0.02
 # While the work drains, the next reading comes when the rate seen so far says it will be done,
 # but no sooner than this: a reading costs a few milliseconds of the same two cores.
 SOONEST_POLL_SECONDS = 0.01
+EARLY_WALK_GAP_SECONDS = 0.2  # a walk of the folder during a wait that found files untaken: not again sooner
 WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
 
 
@@ -46,13 +47,13 @@ def _file_counts(settings: Settings, url: str, redis_url: str) -> dict[str, int]
 
 
 def _untaken_in_folder(settings: Settings, url: str) -> int:
-    from shared.seeds import scan_entries
+    from shared.seeds import count_untaken
 
     if not settings.seeds_dir.is_dir():
         return 0
     with session_scope(url) as session:
         taken = store.taken_signatures(session)
-    return sum(1 for ref, _path, size, mtime in scan_entries(settings.seeds_dir) if taken.get(ref) != (size, mtime))
+    return count_untaken(settings.seeds_dir, taken)
 
 
 def _pending(settings: Settings, store_url: str, redis_url: str) -> dict[str, int]:
@@ -140,6 +141,7 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
     deadline = time.monotonic() + timeout
     idle_readings = 0
     drain = _Drain()
+    folder = _FolderCheck(settings, store_url)
     while True:
         redis_url = broker.running_redis_url(settings)
         if redis_url is None:
@@ -151,10 +153,10 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
         else:
             pending = _pending(settings, store_url, redis_url)
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
+            if idle_readings == 0:
+                folder.check_early(pending)
         if idle_readings >= IDLE_READINGS_NEEDED:
-            # The watcher counts the files it has heard of; files whose events the kernel still
-            # holds (a burst just renamed in) it has not: the folder itself has the last word.
-            pending["files_waiting"] = _untaken_in_folder(settings, store_url)
+            pending["files_waiting"] = 0 if folder.clear else folder.untaken()
             if pending["files_waiting"] == 0:
                 return
             idle_readings = 0
@@ -165,20 +167,54 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
         time.sleep(_next_poll_seconds(redis_url, idle_readings, drain.seconds_left(pending_total(pending))))
 
 
+class _FolderCheck:
+    """Whether a walk of the seeds folder, made during this wait, found every file in the ledger.
+
+    The watcher counts the files it has heard of; files whose events the kernel still holds (a burst
+    just renamed in) it has not, so the folder has the last word on what was there when the wait
+    began. The walk costs about 6 µs a file (0.6 s with 100,000 files), so it is made as soon as the
+    watcher has sent all it heard of, while the workers still store the burst, not after them. A walk
+    that finds files untaken is made again, no sooner than a few of its own durations later."""
+
+    def __init__(self, settings: Settings, store_url: str) -> None:
+        self.settings, self.store_url = settings, store_url
+        self.clear = False
+        self.next_at = 0.0
+
+    def untaken(self) -> int:
+        started = time.monotonic()
+        count = _untaken_in_folder(self.settings, self.store_url)
+        self.clear = count == 0
+        self.next_at = time.monotonic() + max(EARLY_WALK_GAP_SECONDS, 4 * (time.monotonic() - started))
+        return count
+
+    def check_early(self, pending: dict[str, int]) -> None:
+        if not self.clear and pending["files_waiting"] == 0 and time.monotonic() >= self.next_at:
+            self.untaken()
+
+
 class _Drain:
     """When the pending work will run out, at the rate it went down between the last two readings."""
 
     def __init__(self) -> None:
         self.pending: int | None = None
         self.at = 0.0
+        self.rate: float | None = None  # pending work done a second, as last seen going down
+        self.unchanged = 0  # readings in a row that found the same amount
 
     def seconds_left(self, pending: int) -> float | None:
         now = time.monotonic()
         before, elapsed = self.pending, now - self.at
         self.pending, self.at = pending, now
-        if before is None or pending >= before or elapsed <= 0:
-            return None  # not draining (yet): no estimate
-        return pending / ((before - pending) / elapsed)
+        self.unchanged = self.unchanged + 1 if pending == before else 0
+        if before is not None and before > pending and elapsed > 0:
+            self.rate = (before - pending) / elapsed
+        elif before is not None and pending > before:
+            self.rate = None  # more work came: the old rate says nothing of it
+        if not self.rate:
+            return None
+        # Unchanged (the last message of a burst still in hand): the old rate, less trusted each time.
+        return pending / self.rate * 2**self.unchanged
 
 
 def _next_poll_seconds(redis_url: str | None, idle_readings: int, seconds_left: float | None = None) -> float:
