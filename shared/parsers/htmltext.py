@@ -57,7 +57,10 @@ HTML_SKIP = {
     "template",
     "iframe",
     "object",
-    "embed",
+    # Not "embed": it is void, but libxml2's HTML parser gives it what follows as children, so it
+    # is rendered as a transparent element (it has no text of its own).
+    "applet",
+    "frameset",
     "svg",
     "canvas",
     "form",
