@@ -119,23 +119,23 @@ def count_untaken(root: Path, taken: dict[str, tuple[int, int]]) -> int:
 
 
 def _count_untaken(folder: str, prefix: str, taken: dict[str, tuple[int, int]]) -> int:
-    untaken = 0
+    untaken, subfolders = 0, []
     try:
-        listing = os.scandir(folder)
+        with os.scandir(folder) as listing:
+            entries = list(listing)  # read whole and closed before going deeper, as _walk does
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return 0
-    with listing:
-        for entry in listing:
-            name = entry.name
-            if name.startswith("."):
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            subfolders.append(entry)
+        elif not name.endswith(IGNORED_SUFFIXES):
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                untaken += _count_untaken(entry.path, f"{prefix}{name}/", taken)
-            elif not name.endswith(IGNORED_SUFFIXES):
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(info.st_mode) and taken.get(prefix + name) != (info.st_size, info.st_mtime_ns):
-                    untaken += 1
-    return untaken
+            if stat.S_ISREG(info.st_mode) and taken.get(prefix + name) != (info.st_size, info.st_mtime_ns):
+                untaken += 1
+    return untaken + sum(_count_untaken(sub.path, f"{prefix}{sub.name}/", taken) for sub in subfolders)

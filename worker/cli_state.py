@@ -206,7 +206,8 @@ class _Drain:
         now = time.monotonic()
         before, elapsed = self.pending, now - self.at
         self.pending, self.at = pending, now
-        self.unchanged = self.unchanged + 1 if pending == before else 0
+        # Capped: past a few halvings the poll is at its longest anyway (and 2**n must stay a float).
+        self.unchanged = min(self.unchanged + 1, 8) if pending == before else 0
         if before is not None and before > pending and elapsed > 0:
             self.rate = (before - pending) / elapsed
         elif before is not None and pending > before:

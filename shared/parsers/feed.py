@@ -59,7 +59,9 @@ def _original_source(entry: dict) -> str | None:
     source = entry.get("source")
     if not isinstance(source, dict):
         return None
-    return as_text(source.get("title")) or host_name(as_text(source.get("href")) or as_text(source.get("link")))
+    # Its title through _text_of: an Atom title of type html is markup, read as text, never kept as it is.
+    name = _text_of(source.get("title_detail"), source.get("title"))
+    return name or host_name(as_text(source.get("href")) or as_text(source.get("link")))
 
 
 def _entry_item(entry: dict, source: str | None, language: str | None, feed_author: str | None) -> Parsed:
