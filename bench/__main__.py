@@ -49,7 +49,7 @@ FLAG_HELP = {
     "pages": "HTML pages",
     "scale_items": "items preloaded into the store for the scale run",
     "scale_files": "files in seeds/ and in the ledger for the scale run",
-    "scale_index": "scale: also fill the near-duplicate index in Redis to scale-items items (adds minutes)",
+    "scale_index": "scale: the near-duplicate index in Redis holds scale-items items too (about 2 minutes to fill)",
     "memory_docs": "documents of the memory run",
     "sample_seconds": "memory: RSS sampling period",
     "timeout": "longest `ingest wait` of one run (s)",
@@ -65,7 +65,9 @@ def parse(argv: list[str]) -> tuple[list[str], Options, bool]:
         default = getattr(defaults, option.name)
         flag = "--" + option.name.replace("_", "-")
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=FLAG_HELP[option.name])
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=FLAG_HELP[option.name]
+            )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=FLAG_HELP[option.name])
     args = parser.parse_args(argv)

@@ -86,10 +86,10 @@ def light_runs(scale: ScaleSite, context: Context) -> list[light.LightRun]:
 
 def index_note(options) -> str:
     if options.scale_index:
-        return f"The near-duplicate index in Redis holds {options.scale_items:,} synthetic items too (--scale-index)."
+        return f"The near-duplicate index in Redis holds {options.scale_items:,} synthetic items too."
     return (
         "The near-duplicate index in Redis starts empty (its cost at 1M items is bench/dedup_bench.py's; "
-        "--scale-index fills it too)."
+        "--no-scale-index leaves it so; the default fills it)."
     )
 
 

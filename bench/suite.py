@@ -24,7 +24,7 @@ class Options:
     pages: int = 500
     scale_items: int = 1_000_000
     scale_files: int = 100_000
-    scale_index: bool = False  # also fill the near-duplicate index with scale_items items (minutes)
+    scale_index: bool = True  # the near-duplicate index holds scale_items items too, as a store that size has
     memory_docs: int = 100_000
     sample_seconds: float = 0.5
     timeout: float = 3_600.0  # longest `ingest wait` a run may need
