@@ -88,12 +88,22 @@ def scan_entries(root: Path, under: Path | None = None) -> Iterator[tuple[str, s
 
 
 def _walk(folder: str, prefix: str) -> Iterator[tuple[str, str, int, int]]:
+    files, subfolders = _folder_inputs(folder, ordered=True)
+    for entry, info in files:
+        yield prefix + entry.name, entry.path, info.st_size, info.st_mtime_ns
+    for subfolder in subfolders:
+        yield from _walk(subfolder.path, f"{prefix}{subfolder.name}/")
+
+
+def _folder_inputs(folder: str, ordered: bool) -> tuple[list[tuple[os.DirEntry, os.stat_result]], list[os.DirEntry]]:
+    """One folder's inputs with their stat, and its subfolders to enter, by the folder's rules; the
+    listing is read whole and closed before anyone goes deeper."""
     try:
         with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
+            entries = sorted(listing, key=lambda entry: entry.name) if ordered else list(listing)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    subfolders = []
+        return [], []
+    files, subfolders = [], []
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -106,36 +116,18 @@ def _walk(folder: str, prefix: str) -> Iterator[tuple[str, str, int, int]]:
                 continue
             # Links are never followed: one pointing out of the folder would read what it must not.
             if stat.S_ISREG(info.st_mode):
-                yield prefix + entry.name, entry.path, info.st_size, info.st_mtime_ns
-    for subfolder in subfolders:
-        yield from _walk(subfolder.path, f"{prefix}{subfolder.name}/")
+                files.append((entry, info))
+    return files, subfolders
 
 
 def count_untaken(root: Path, taken: dict[str, tuple[int, int]]) -> int:
     """How many inputs in the folder are not in `taken` (ref -> (size, mtime_ns)) as they are now:
     scan_entries' rules, without its order or its tuples (`ingest wait` asks this of folders of
     100,000 files, where they cost as much as the one stat a file)."""
-    return _count_untaken(os.fspath(root), "", taken) if os.path.isdir(root) else 0
+    return _count_untaken(os.fspath(root), "", taken)
 
 
 def _count_untaken(folder: str, prefix: str, taken: dict[str, tuple[int, int]]) -> int:
-    untaken, subfolders = 0, []
-    try:
-        with os.scandir(folder) as listing:
-            entries = list(listing)  # read whole and closed before going deeper, as _walk does
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return 0
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            subfolders.append(entry)
-        elif not name.endswith(IGNORED_SUFFIXES):
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(info.st_mode) and taken.get(prefix + name) != (info.st_size, info.st_mtime_ns):
-                untaken += 1
+    files, subfolders = _folder_inputs(folder, ordered=False)
+    untaken = sum(1 for entry, info in files if taken.get(prefix + entry.name) != (info.st_size, info.st_mtime_ns))
     return untaken + sum(_count_untaken(sub.path, f"{prefix}{sub.name}/", taken) for sub in subfolders)

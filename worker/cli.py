@@ -105,8 +105,7 @@ def exit_now(code: object) -> None:
     atexit._run_exitfuncs()  # noqa: SLF001  (no public way to run them early; os._exit skips them)
     # Closing the store's connections lets SQLite fold its write-ahead log into the database file,
     # as a normal exit does: a copy of data/ingest.db made while nothing runs is then whole.
-    dispose_engines()
-    logging.shutdown()
+    dispose_engines()  # (logging's own exit handler, run above, has flushed and closed the log files)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
