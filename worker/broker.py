@@ -112,9 +112,14 @@ class EmbeddedRedis:
                     ) from None
                 time.sleep(0.1)
         (self.data_dir / OWNER_FILE).write_text("up\n" if self._for_up else "command\n")
+        # A URL file left by a killed owner must not be read as ours while ours starts.
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
 
     def start(self) -> str:
         self._take_lock()
+        return self._serve()
+
+    def _serve(self) -> str:
         # Holding the lock, any redis-server still on this folder belongs to an owner that is gone
         # (killed before it could stop it, or an older ingest): stopped cleanly before ours starts,
         # so that two servers never append to one append-only file.
@@ -285,10 +290,26 @@ def connect_patiently(url: str) -> redis.Redis:
         delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
 
+# An owner may first have to stop an orphaned server, then start its own.
+OWNER_START_SECONDS = STOP_SECONDS + START_SECONDS
+
+
+def served_redis_url(settings: Settings) -> str | None:
+    """As running_redis_url, and when the folder is locked with no URL written yet, an `ingest up` is
+    starting its Redis this moment (`ingest up & ingest wait` in a script): its URL once written, rather
+    than a refusal. None when nothing runs or the lock comes free."""
+    deadline = time.monotonic() + OWNER_START_SECONDS
+    url = running_redis_url(settings)
+    while url is None and _lock_is_held(settings.data_dir / LOCK_FILE) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        url = running_redis_url(settings)
+    return url
+
+
 @contextmanager
 def broker_url(settings: Settings) -> Iterator[str]:
     """The Redis to talk to; with none configured or running, the private one, started for this command."""
-    url = running_redis_url(settings)
+    url = served_redis_url(settings)
     if url is not None:
         yield url
         return

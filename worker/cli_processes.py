@@ -135,7 +135,7 @@ def api() -> None:
         raise ServiceError("set INGEST_API_PORT to the port the API should listen on")
     refuse_open_binding(settings)
     open_store(settings)
-    url = broker.running_redis_url(settings)
+    url = broker.served_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     broker.connect_patiently(url)
@@ -153,7 +153,7 @@ def watch() -> None:
 
     settings = setup("watcher")
     open_store(settings)
-    url = broker.running_redis_url(settings)
+    url = broker.served_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     client = broker.connect_patiently(url)
@@ -188,7 +188,7 @@ def worker(ctx: typer.Context) -> None:
     """A Celery worker of this app; extra arguments go to Celery (`celery -A worker.app worker`)."""
     settings = setup("worker")
     open_store(settings)
-    url = broker.running_redis_url(settings)
+    url = broker.served_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     broker.connect_patiently(url)
@@ -203,7 +203,7 @@ def beat() -> None:
 
     settings = setup("beat")
     seed_feeds(settings, open_store(settings))
-    url = broker.running_redis_url(settings)
+    url = broker.served_redis_url(settings)
     if url is None:
         raise ServiceError("no Redis: set INGEST_REDIS_URL, or run `ingest up`")
     leadership = Leadership(broker.connect_patiently(url))
