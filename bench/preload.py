@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from bench.corpus import Writer
 from shared.db import dispose_engines
 from shared.schema import upgrade_schema
-from shared.dedup import ITEMS_PER_KEY, ensure_compact_hashes
+from shared.dedup import FIRST_PREFIX, ITEMS_PER_KEY, ensure_compact_hashes
 from shared.messages import file_arrival_id, sha256_hex
 from shared.models import Item, Origin, TakenFile
 
@@ -132,5 +132,5 @@ def forget_index_above(redis_url: str, first: int, last: int) -> None:
     client = redis.Redis.from_url(redis_url)
     with client.pipeline(transaction=False) as pipe:
         for item_id in range(first, last + 1):
-            pipe.hdel(f"nd:i:{item_id // ITEMS_PER_KEY}", item_id)
+            pipe.hdel(f"{FIRST_PREFIX}i:{item_id // ITEMS_PER_KEY}", item_id)
         pipe.execute()

@@ -1,12 +1,17 @@
 """The near-duplicate index in Redis, shared by every worker, and its atomic claim.
 
 Layout (small hashes, so Redis keeps them in its compact ziplist/listpack encoding), under the live
-prefix (`nd:live` names it; `nd:` until the first rebuild):
-- buckets: `<prefix>b:<bucket mod 65536>` field `<band, rest of bucket>` as one integer -> the first
+prefix (`nd:live` names it; `nd:v2:` in a Redis that never had an index):
+- buckets: `<prefix>b:<bucket mod 2^18>` field `<band, rest of bucket>` as one integer -> the first
   item id seen in that bucket
 - items:   `<prefix>i:<item id // 256>`   field `<item id>` -> compact signature (48 bytes) + cluster id
 
-A rebuild (`ingest reindex`, while workers run) fills a fresh prefix (`nd:g<N>:`, named by
+Layout 1, before version 2, had 2^16 bucket hashes under `nd:` and `nd:g<N>:`: at a million items
+that is ~366 fields a hash, and HGET scans a compact hash from one end, so a lookup cost five times
+what it does at ~92. The layout is told by the prefix's name; the script serves both, and
+`upgrade_layout` (run by `ingest migrate` and `ingest up`) rebuilds a layout 1 index as layout 2.
+
+A rebuild (`ingest reindex`, while workers run) fills a fresh prefix (`nd:v2g<N>:`, named by
 `nd:building`) from the store, then makes it live in one step. While it builds, placing new items
 is deferred: the script answers "later", the item is stored without a cluster, and the rebuild
 places every such item against the finished index once it is live. So no item is placed against
@@ -20,17 +25,17 @@ A lookup touches BANDS buckets and a few candidates, whatever the number of item
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import redis
 
 from shared.fingerprint import band_keys, compact, minhash
+from shared.index_layout import FIRST_PREFIX, LAYOUT, LEGACY_PREFIX, LIVE_KEY, SHARD_BITS, layout_of, legacy_index_in
 
-LIVE_KEY = "nd:live"  # the prefix placing reads and writes
 BUILDING_KEY = "nd:building"  # the prefix a rebuild fills; while set, placing is deferred
 GENERATION_KEY = "nd:generation"
-FIRST_PREFIX = "nd:"
-BUCKET_SHARDS = 1 << 16  # a bucket is 64 bits: 16 pick the key, 48 are the field
+BUCKET_SHARDS = 1 << SHARD_BITS[LAYOUT]
 ITEMS_PER_KEY = 256
 SIGNATURE_BYTES = 48
 # Small hashes stay compact up to this many fields: set on the server by `ensure_compact_hashes`.
@@ -40,11 +45,11 @@ COMPACT_HASH_ENTRIES = 512
 # later in the call sees the ones before it, exactly as if they had come one call each.
 # Keys are built inside the script from compact arguments (five per item, not thirty): encoding
 # arguments is most of a call's cost on the client. This needs a single Redis, not a cluster.
-# ARGV: minimum matching bytes, the index to write ("live" | "building"), then per item: item id,
-#       signature, mode ("claim" | "restore"), restore cluster id, its BANDS buckets as
-#       "shard:field" separated by spaces.
+# ARGV: minimum matching bytes, the index to write ("live" | "building"), the layout the buckets were
+#       computed for, then per item: item id, signature, mode ("claim" | "restore"), restore cluster
+#       id, its BANDS buckets as "shard:field" separated by spaces.
 # Returns per item: cluster id (0: deferred, a rebuild is on), matched item id (0: none), matching
-# bytes (-1: not compared).
+# bytes (-1: not compared). An error naming the index's layout when the buckets are in another.
 CLAIM = """
 local needed = tonumber(ARGV[1])
 local building = redis.call('GET', '%(building)s')
@@ -54,13 +59,15 @@ if ARGV[2] == 'building' then
   if not building then return redis.error_reply('no index rebuild is running') end
   prefix = building
 elseif building then
-  for n = 3, #ARGV, 5 do
+  for n = 4, #ARGV, 5 do
     table.insert(result, 0)
     table.insert(result, 0)
     table.insert(result, -1)
   end
   return result
 end
+local layout = string.find(prefix, '^nd:v2') and '2' or '1'
+if ARGV[3] ~= layout then return redis.error_reply('index layout ' .. layout) end
 
 local function record_key(item)
   return prefix .. 'i:' .. math.floor(tonumber(item) / %(per_key)d)
@@ -115,7 +122,7 @@ local function place(item, signature, mode, restore_cluster, bucket_list)
   return cluster, matched, best
 end
 
-for n = 3, #ARGV, 5 do
+for n = 4, #ARGV, 5 do
   local cluster, matched, best = place(ARGV[n], ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4])
   table.insert(result, cluster)
   table.insert(result, matched)
@@ -142,13 +149,18 @@ class Placement:
     similarity: float | None
 
 
-def _bucket_list(signature) -> str:
-    """The item's BANDS buckets as "shard:field ...": key `nd:b:<shard>`, field `<field>`."""
+def bucket_list(buckets: list[int], layout: int = LAYOUT) -> str:
+    """An item's BANDS buckets as "shard:field ...": key `<prefix>b:<shard>`, field `<field>`."""
     # The field is one integer (band in the top bits): Redis stores integer fields in a few bytes.
+    bits = SHARD_BITS[layout]
+    mask = (1 << bits) - 1
     return " ".join(
-        f"{bucket % BUCKET_SHARDS}:{(band << 48) | (bucket // BUCKET_SHARDS)}"
-        for band, bucket in enumerate(band_keys(signature))
+        f"{bucket & mask}:{(band << (64 - bits)) | (bucket >> bits)}" for band, bucket in enumerate(buckets)
     )
+
+
+# The prefixes a rebuild fills, in either layout: `nd:g<N>:` (1), `nd:v2g<N>:` (2).
+GENERATION = re.compile(r"^nd:(?:v2)?g\d+:$")
 
 
 def matches_needed(threshold: float) -> int:
@@ -191,25 +203,52 @@ class NearDuplicateIndex:
         self.needed = matches_needed(threshold)
         self.script = client.register_script(CLAIM)
         self.switch = client.register_script(SWITCH)
+        self.layout = LAYOUT  # of the index placing writes to, as last heard from the script
+        self._adopt_legacy_index()
+
+    def _adopt_legacy_index(self) -> None:
+        """Name the live index once: a layout 1 index never rebuilt lives under `nd:` with `nd:live`
+        unset, and must stay live (the script's default is a fresh layout 2 index) until upgraded."""
+        if not self.client.exists(LIVE_KEY):
+            self.client.set(LIVE_KEY, LEGACY_PREFIX if legacy_index_in(self.client) else FIRST_PREFIX, nx=True)
 
     def place(self, placings: list[Placing], into: str = "live") -> list[Placement | None]:
         """Place many items in one atomic call, in the order given: the result for each, in that order;
         None for each while a rebuild is on (into="live"): the rebuild places them when it is done."""
         if not placings:
             return []
-        args: list[object] = [self.needed, into]
-        for placing in placings:
-            signature = minhash(placing.body)
-            restoring = placing.restore_cluster_id is not None
-            args += [placing.item_id, compact(signature), "restore" if restoring else "claim"]
-            args += [placing.restore_cluster_id or 0, _bucket_list(signature)]
-        try:
-            flat = self.script(keys=[], args=args)
-        except redis.exceptions.ResponseError as exc:
-            if "no index rebuild is running" in str(exc):
-                raise RebuildError("the rebuild's hold on the index expired: run `ingest reindex` again") from None
-            raise
+        signed = [(placing, minhash(placing.body)) for placing in placings]
+        signed = [(placing, compact(signature), band_keys(signature)) for placing, signature in signed]
+        for _attempt in range(3):  # a rebuild may switch the layout between our calls, once or twice
+            try:
+                flat = self.script(keys=[], args=self._arguments(signed, into))
+                break
+            except redis.exceptions.ResponseError as exc:
+                self._read_error(exc)
+        else:
+            raise RebuildError("the index's layout kept changing: is another `ingest reindex` looping?")
         return [_placement(*flat[n : n + 3]) if flat[n] else None for n in range(0, len(flat), 3)]
+
+    def _arguments(self, signed: list[tuple[Placing, bytes, list[int]]], into: str) -> list[object]:
+        args: list[object] = [self.needed, into, self.layout]
+        for placing, signature, buckets in signed:
+            restoring = placing.restore_cluster_id is not None
+            args += [placing.item_id, signature, "restore" if restoring else "claim"]
+            args += [placing.restore_cluster_id or 0, bucket_list(buckets, self.layout)]
+        return args
+
+    def _read_error(self, exc: redis.exceptions.ResponseError) -> None:
+        """Learn the index's layout from the script's refusal (the caller tries again), or raise."""
+        message = str(exc)
+        if "no index rebuild is running" in message:
+            raise RebuildError("the rebuild's hold on the index expired: run `ingest reindex` again") from None
+        found = re.search(r"index layout (\d+)", message)
+        if found is None:
+            raise exc
+        self.layout = int(found.group(1))
+
+    def live_layout(self) -> int:
+        return layout_of(self.live_prefix())
 
     def claim(self, item_id: int, body: str) -> Placement | None:
         """Place a new item: in the cluster of its best match above the threshold, else its own."""
@@ -225,7 +264,7 @@ class NearDuplicateIndex:
     def begin_rebuild(self, hold_seconds: int) -> str:
         """A fresh, empty prefix to build into, held for hold_seconds (renew with keep_rebuilding);
         from now on placing into the live index is deferred. What a crashed rebuild left is removed."""
-        prefix = f"{FIRST_PREFIX}g{self.client.incr(GENERATION_KEY)}:"
+        prefix = f"nd:v{LAYOUT}g{self.client.incr(GENERATION_KEY)}:"
         if not self.client.set(BUILDING_KEY, prefix, nx=True, ex=hold_seconds):
             raise RebuildError("another `ingest reindex` is rebuilding the index")
         for stale in self._generations() - {self.live_prefix(), prefix}:
@@ -244,12 +283,13 @@ class NearDuplicateIndex:
         self.drop(old.decode())
 
     def _generations(self) -> set[str]:
-        """The prefixes of rebuilt indexes present in Redis."""
+        """The prefixes of rebuilt indexes present in Redis, in either layout."""
         found = set()
-        for key in self.client.scan_iter(match=f"{FIRST_PREFIX}g*:*", count=1000):
-            generation = key.decode().split(":")[1]
-            if generation[1:].isdigit():
-                found.add(f"{FIRST_PREFIX}{generation}:")
+        for pattern in ("nd:g*:*", "nd:v2g*:*"):
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                prefix = key.decode().split(":")[1]
+                if GENERATION.match(f"nd:{prefix}:"):
+                    found.add(f"nd:{prefix}:")
         return found
 
     def drop(self, prefix: str) -> int:

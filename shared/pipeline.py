@@ -17,7 +17,7 @@ from shared.decode import decode_text, unwrap
 from shared.errors import InputError
 from shared.fingerprint import content_hash
 from shared.db import session_scope
-from shared.dedup import NearDuplicateIndex, Placement, Placing
+from shared.dedup import LAYOUT, NearDuplicateIndex, Placement, Placing
 from shared.messages import RawInput
 from shared.normalise import Rules, normalise
 from shared.parsers import Document, EntryFailure, Parsed, ParsedItem, parse_document
@@ -203,6 +203,14 @@ def rebuild_index(url: str, index: NearDuplicateIndex, advance: Callable[[int], 
         advance(len(rows))
     index.finish_rebuild(prefix)
     return Rebuilt(restored, place_unplaced(url, index, advance))
+
+
+def upgrade_index(url: str, index: NearDuplicateIndex, advance: Callable[[int], None]) -> Rebuilt | None:
+    """An index in an older layout rebuilt in the current one (as `rebuild_index`, workers running or
+    not, every cluster kept); None when it is current already."""
+    if index.live_layout() == LAYOUT:
+        return None
+    return rebuild_index(url, index, advance)
 
 
 def place_unplaced(url: str, index: NearDuplicateIndex, advance: Callable[[int], None]) -> int:

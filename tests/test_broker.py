@@ -42,7 +42,6 @@ def test_a_live_owners_redis_is_left_alone(tmp_path):
         first.stop()
 
 
-
 def test_a_command_run_while_up_starts_its_redis_waits_for_that_redis(tmp_path):
     """`ingest up & ingest wait`: the command finds the folder locked and no URL yet (Redis starting,
     a killed owner's URL file left behind); it uses the owner's Redis once up, not the stale URL, no refusal."""
@@ -56,17 +55,25 @@ def test_a_command_run_while_up_starts_its_redis_waits_for_that_redis(tmp_path):
     (data / URL_FILE).write_text("redis://127.0.0.1:1/0\n")  # left by an owner killed earlier
     owner = EmbeddedRedis(data, announce=False)
     owner._take_lock()
-    serving = threading.Timer(0.5, owner._serve)
-    serving.start()
-    try:
+    found: list[str] = []
+
+    def a_command() -> None:
         with broker_url(Settings(_env_file=None, data_dir=data, redis_url=None)) as url:
-            serving.join()
-            assert url == owner.url
-            assert redis.Redis.from_url(url).ping()
+            found.append(url)
+
+    command = threading.Thread(target=a_command)
+    command.start()
+    try:
+        command.join(0.5)
+        assert command.is_alive() and not found  # waiting for the owner's Redis, neither refused nor misled
+        owner._serve()  # here, not in a thread: the server dies with the thread that started it
+        command.join(10)
+        assert found == [owner.url] and redis.Redis.from_url(owner.url).ping()
         assert redis_servers_in(data) == [owner._process.pid]
     finally:
-        serving.join()
+        command.join(10)
         owner.stop()
+
 
 def test_a_watcher_started_before_its_redis_waits_for_it_then_works(tmp_path):
     """Redis down at start: the watcher says so on one line a try, waits with a growing pause, and

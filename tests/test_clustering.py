@@ -161,8 +161,8 @@ def test_a_rebuild_while_workers_place_items_splits_no_cluster(db_url, clean_red
     clusters = _clusters(db_url)
     assert {item_id: clusters[item_id] for item_id in before} == before
     assert set(clusters.values()) == set(before.values())  # one cluster: nothing split, nothing unplaced
-    assert client.get("nd:building") is None and client.get("nd:live").startswith(b"nd:g")
-    assert not client.keys("nd:b:*") and not client.keys("nd:i:*")  # the old index is gone
+    assert client.get("nd:building") is None and client.get("nd:live").startswith(b"nd:v2g")
+    assert not client.keys("nd:v2:*")  # the old index is gone
 
 
 def test_a_second_rebuild_is_refused_and_a_crashed_one_lets_go(clean_redis):
@@ -187,3 +187,40 @@ def test_a_second_rebuild_is_refused_and_a_crashed_one_lets_go(clean_redis):
     assert not client.keys(f"{crashed}*")
     index.finish_rebuild(fresh)
     assert client.get("nd:live") == fresh.encode()
+
+
+def test_an_index_in_the_old_layout_serves_until_upgraded_and_keeps_every_cluster(db_url, clean_redis):
+    """An index written by version 1 (2^16 bucket hashes under `nd:`, `nd:live` unset) keeps placing
+    near-copies in their clusters; `upgrade_index` rebuilds it in layout 2 with every cluster id
+    kept, and a worker that still thinks the old layout learns the new one and places correctly."""
+    from shared.db import session_scope
+    from shared.dedup import LIVE_KEY
+    from shared.pipeline import place_all, upgrade_index
+
+    client = redis.Redis.from_url(clean_redis)
+    client.set(LIVE_KEY, "nd:")  # version 1's layout, written as version 1 wrote it
+    written_by_version_1 = NearDuplicateIndex(client, Settings().near_duplicate_threshold)
+    written_by_version_1.layout = 1
+    story = versions(edits=["sentence", "outlet", "dropped", "added"])[:5]
+    other = versions(edits=["sentence"])[-1]
+    stored = [_stored(db_url, version, f"{n}.txt") for n, version in enumerate([*story[:3], other])]
+    with session_scope(db_url) as session:
+        place_all(session, written_by_version_1, stored)
+    client.delete(LIVE_KEY)
+    assert client.keys("nd:b:*") and client.keys("nd:i:*")
+
+    index = NearDuplicateIndex(client, Settings().near_duplicate_threshold)  # the new version starting
+    assert index.live_layout() == 1
+    later = _stored(db_url, story[3], "3.txt")
+    with session_scope(db_url) as session:
+        assert place_all(session, index, [later])[later].cluster_id == stored[0]  # learned layout 1
+    before = _clusters(db_url)
+
+    assert upgrade_index(db_url, index, lambda _done: None).restored == 5
+    assert index.live_layout() == 2 and not client.keys("nd:b:*") and not client.keys("nd:i:*")
+    assert upgrade_index(db_url, index, lambda _done: None) is None  # current: nothing to do
+    last = _stored(db_url, story[4], "4.txt")
+    with session_scope(db_url) as session:
+        assert place_all(session, written_by_version_1, [last])[last].cluster_id == stored[0]
+    assert written_by_version_1.layout == 2
+    assert {item_id: cluster for item_id, cluster in _clusters(db_url).items() if item_id != last} == before

@@ -100,10 +100,12 @@ def test_prometheus_scrapes_every_role_on_its_metrics_port_and_flower_is_a_profi
 
 
 def test_every_role_waits_for_the_schema_migration_to_succeed():
-    """`migrate` runs once and exits; watcher, workers and scheduler start only after it succeeded."""
+    """`migrate` runs once and exits, once the store and Redis (the index it may rebuild) answer;
+    watcher, workers and scheduler start only after it succeeded."""
     services = ingest_services()
     assert services["migrate"]["restart"] == "no"
-    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    healthy = {"condition": "service_healthy"}
+    assert services["migrate"]["depends_on"] == {"postgres": healthy, "redis": healthy}
     for name in ("watcher", "worker", "feeds-worker", "hooks-worker", "beat"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
 

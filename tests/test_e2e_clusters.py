@@ -8,6 +8,7 @@ import random
 import pytest
 import redis
 
+from tests.conftest import wait_until
 from tests.corpus import synthetic_stories, versions
 
 pytestmark = pytest.mark.e2e
@@ -84,3 +85,52 @@ def test_clusters_are_listed_explained_and_survive_a_reindex(deployment):
     first_cluster = {item["cluster_id"] for item in items if item["title"] == story[0].title and item["id"] in before}
     assert first_cluster == {new["cluster_id"]}
     assert deployment.status()["clusters"] == 2
+
+
+def _as_version_1_left_it(deployment) -> None:
+    """The index rewritten as version 1 wrote it: 2^16 bucket hashes under `nd:`, `nd:live` unset."""
+    from shared import store
+    from shared.db import dispose_engines, session_scope
+    from shared.dedup import LIVE_KEY, NearDuplicateIndex, Placing
+
+    client = redis.Redis.from_url(deployment.env["INGEST_REDIS_URL"])
+    client.delete(*client.keys("nd:*"))
+    client.set(LIVE_KEY, "nd:")
+    index = NearDuplicateIndex(client, 0.5)
+    index.layout = 1
+    with session_scope(f"sqlite:///{deployment.folder / 'data' / 'ingest.db'}") as session:
+        rows = store.clustered_items(session, 0, 1000)
+    dispose_engines()
+    index.place([Placing(item_id, body, cluster_id) for item_id, body, cluster_id in rows], into="live")
+    client.delete(LIVE_KEY)
+
+
+def test_an_index_left_in_the_old_layout_is_rebuilt_by_migrate_and_by_up(deployment):
+    """After an upgrade from version 1: `ingest doctor` warns of the old index layout, `ingest migrate`
+    rebuilds it in layout 2 keeping every cluster; so does `ingest up`, in the background, and a
+    near-copy dropped afterwards joins its story's cluster."""
+    story = versions(edits=["sentence", "outlet", "dropped"])
+    deployment.start("--concurrency", "2")
+    drop(deployment, story[:3] + versions(edits=["added"])[2:4], ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"])
+    deployment.drain()
+    deployment.stop()
+    before = {item["id"]: item["cluster_id"] for item in deployment.export()}
+    assert len(set(before.values())) == 2
+
+    _as_version_1_left_it(deployment)
+    assert "near-duplicate index is in layout 1" in deployment.run("doctor", check=False).stdout
+    migrated = deployment.run("migrate")
+    assert "near-duplicate index rebuilt in layout 2: 5 items" in migrated.stdout
+    assert "layout 1" not in deployment.run("doctor", check=False).stdout
+    assert "near-duplicate index" not in deployment.run("migrate").stdout  # once only
+    assert {item["id"]: item["cluster_id"] for item in deployment.export()} == before
+
+    _as_version_1_left_it(deployment)
+    deployment.start("--concurrency", "2")
+    wait_until(lambda: '"index.upgraded"' in deployment.log_text(), 60, "the background rebuild")
+    drop(deployment, [story[3]], ["f.txt"])
+    deployment.drain()
+    items = deployment.export()
+    [new] = [item for item in items if item["id"] not in before]
+    assert new["cluster_id"] == before[min(before)] and deployment.status()["clusters"] == 2
+    assert {item["id"]: item["cluster_id"] for item in items if item["id"] in before} == before

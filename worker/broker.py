@@ -52,6 +52,12 @@ QUEUES = (QUEUE, FEEDS_QUEUE)
 HOOKS_QUEUE = "hooks"
 
 
+def has_private_data(settings: Settings) -> bool:
+    """Whether a private Redis ever persisted anything in the data folder (Redis 6 writes one
+    append-only file, Redis 7 a folder of them)."""
+    return any((settings.data_dir / name).exists() for name in ("appendonly.aof", "appendonlydir"))
+
+
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -82,6 +82,24 @@ def migrate() -> None:
         typer.echo(f"{store} created at schema revision {HEAD}")
     else:
         typer.echo(f"{store} migrated from schema revision {found} to {HEAD}")
+    _upgrade_index(settings)
+
+
+def _upgrade_index(settings) -> None:
+    """An index left in an older layout by an earlier version, rebuilt in this version's."""
+    from shared import store
+    from shared.db import session_scope
+    from shared.index_layout import LAYOUT
+    from worker import broker
+    from worker.index_upkeep import rebuild_with_progress
+
+    if broker.served_redis_url(settings) is None and not broker.has_private_data(settings):
+        return  # no Redis configured or running, and none ever ran here: no index to upgrade
+    with session_scope(settings.store_url) as session:
+        total = store.counts(session)["items"]
+    rebuilt = rebuild_with_progress(settings, settings.store_url, total, upgrade_only=True)
+    if rebuilt is not None:
+        typer.echo(f"near-duplicate index rebuilt in layout {LAYOUT}: {rebuilt.restored + rebuilt.placed} items")
 
 
 FOLLOW_BLOCK_MS = 1000  # a follow waits this long for a new event before looking again (Ctrl-C ends it)

@@ -66,6 +66,9 @@ def up(
     ]
     env = {**os.environ, "INGEST_REDIS_URL": url}
     metrics = _start_metrics(settings, url, env)
+    # An index an earlier version left in an older layout is rebuilt while the service runs, in a
+    # thread of its own: the start need not wait for a look at Redis, let alone a rebuild.
+    threading.Thread(target=_upgrade_index, args=(settings, url), name="index-upgrade", daemon=True).start()
     log.info(
         "up.started",
         redis_url=mask_secrets(url),
@@ -80,6 +83,19 @@ def up(
             metrics.shutdown()
         if embedded is not None:
             embedded.stop()
+
+
+def _upgrade_index(settings: Settings, redis_url: str) -> None:
+    from shared.index_layout import LAYOUT, index_layout
+
+    try:
+        if index_layout(broker.connect(redis_url)) == LAYOUT:
+            return  # the usual case, told without importing the pipeline
+    except (ServiceError, redis.exceptions.RedisError):
+        pass  # the upkeep below waits for Redis and says so
+    from worker.index_upkeep import upgrade_until_current
+
+    upgrade_until_current(settings, settings.store_url, redis_url)
 
 
 def _start_metrics(settings: Settings, redis_url: str, env: dict[str, str]):

@@ -19,7 +19,7 @@ from shared.errors import ServiceError
 from shared.messages import RawInput
 from shared.settings import Settings
 from worker import broker
-from worker.cli_common import cli, open_store, queue_packed, queues, sending_app, setup, show, stderr_console
+from worker.cli_common import cli, open_store, queue_packed, queues, sending_app, setup, show
 from worker.cli_feeds import feed_line, feed_records
 from worker.cli_hooks import hook_line, hook_records
 
@@ -284,25 +284,13 @@ def _cluster_lines(group: dict) -> list[str]:
 @cli.command()
 def reindex() -> None:
     """Rebuild the near-duplicate index in Redis from the store, workers running or not; every cluster keeps its id."""
-    from rich.progress import Progress
-
-    from shared import pipeline
-    from shared.dedup import NearDuplicateIndex, RebuildError, ensure_compact_hashes
+    from worker.index_upkeep import rebuild_with_progress
 
     settings = setup("cli")
     store_url = open_store(settings)
     with session_scope(store_url) as session:
         total = store.counts(session)["items"]
-    with broker.broker_url(settings) as redis_url:
-        client = broker.connect(redis_url)
-        ensure_compact_hashes(client)
-        index = NearDuplicateIndex(client, settings.near_duplicate_threshold)
-        with Progress(transient=False, console=stderr_console()) as progress:
-            task = progress.add_task("reindexing", total=total)
-            try:
-                rebuilt = pipeline.rebuild_index(store_url, index, lambda done: progress.advance(task, done))
-            except RebuildError as exc:
-                raise ServiceError(str(exc)) from None
+    rebuilt = rebuild_with_progress(settings, store_url, total)
     typer.echo(f"reindexed {rebuilt.restored + rebuilt.placed} items ({rebuilt.placed} placed in a cluster now)")
 
 

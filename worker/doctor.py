@@ -10,6 +10,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.dedup import COMPACT_HASH_ENTRIES
+from shared.index_layout import LAYOUT, index_layout
 from shared.errors import ServiceError
 from shared.redact import mask_secrets
 from shared.schema import schema_state
@@ -58,6 +59,14 @@ def check_redis(settings: Settings) -> Check:
             "warn",
             f"{url} answers (Redis {info.get('redis_version')}), but hash-max-ziplist-entries is {entries}",
             f"set it to {COMPACT_HASH_ENTRIES} so the near-duplicate index stays compact",
+        )
+    layout = index_layout(client)
+    if layout < LAYOUT:
+        return Check(
+            "redis",
+            "warn",
+            f"{url} answers, but the near-duplicate index is in layout {layout}, slower past 100,000 items",
+            f"run `ingest migrate` (or `ingest up`, which does it in the background) to rebuild it in layout {LAYOUT}",
         )
     return Check("redis", "ok", f"{url} answers (Redis {info.get('redis_version')})")
 
