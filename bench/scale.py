@@ -5,18 +5,25 @@ The large state is made once (bench/preload.py) into a template SQLite file and 
 each run starts on a copy of the template, with the files of earlier runs removed from seeds/ and the
 index records of their items dropped, so every run meets the same state. Readiness includes the
 watcher's first full scan (the probe file is the last one it walks).
+
+Each scale burst is paired with an empty-store burst run just before it (as (a) runs it, in another
+Redis database): the ratio of each pair is taken under the same load from the machine's neighbours,
+where (a)'s median, minutes earlier, may have met another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+from redis.connection import parse_url
+
 from bench import light, preload
-from bench.burst import BurstRun, timed_burst
+from bench.burst import BurstRun, burst_once, sqlite_store, timed_burst
 from bench.corpus import write_articles
 from bench.site import Site, clear_top_level_files, flush_redis, replace_sqlite
 from bench.stats import Section, median, ratio, runs_text, say
@@ -61,16 +68,26 @@ class ScaleSite:
         preload.forget_index_above(self.context.redis_url, options.scale_items + 1, options.scale_items + added)
 
 
-def burst_runs(scale: ScaleSite, context: Context) -> list[BurstRun]:
-    runs = []
+def paired_context(context: Context) -> Context:
+    """The same Redis server, database 1: flushing it for an empty-store burst keeps the scale index."""
+    parsed = parse_url(context.redis_url)
+    base = f"redis://{parsed.get('host', '127.0.0.1')}:{parsed.get('port', 6379)}"
+    return dataclasses.replace(context, redis_url=f"{base}/1")
+
+
+def burst_runs(scale: ScaleSite, context: Context) -> tuple[list[BurstRun], list[BurstRun]]:
+    """The scale bursts, and the empty-store burst run just before each."""
+    runs, empties = [], []
     for number in range(context.options.runs):
+        empties.append(burst_once(paired_context(context), sqlite_store, context.options.docs, 400 + number, False))
+        say(f"empty-store burst run {number + 1}: {empties[-1].rate:,.0f} docs/s to wait")
         with scale.fresh() as site:
             names = write_articles(site.staging, context.options.docs, 400 + number)
             site.start(context.options.concurrency)
             runs.append(timed_burst(site, names, context.options.timeout))
         scale.forget_new_items()
         say(f"scale burst run {number + 1}: {runs[-1].rate:,.0f} docs/s to wait, {runs[-1].commit_rate:,.0f} to commit")
-    return runs
+    return runs, empties
 
 
 def light_runs(scale: ScaleSite, context: Context) -> list[light.LightRun]:
@@ -101,14 +118,17 @@ def run(context: Context) -> Section:
     with tempfile.TemporaryDirectory(dir=context.scratch) as folder:
         scale = ScaleSite(context, Path(folder))
         scale.build()
-        bursts = burst_runs(scale, context)
+        bursts, empties = burst_runs(scale, context)
         lights = light_runs(scale, context)
     rates, commits = [r.rate for r in bursts], [r.commit_rate for r in bursts]
+    empty_rates = [r.rate for r in empties]
+    slowdowns = [empty / rate for empty, rate in zip(empty_rates, rates)]
     p50s, p99s = [r.p50 for r in lights], [r.p99 for r in lights]
     empty = context.burst_rate
     base = context.baseline
     section.lines += [
-        f"Burst: {options.docs:,} articles as in (a), SQLite, compared with (a)'s empty-store SQLite burst "
+        f"Burst: {options.docs:,} articles as in (a), SQLite; each run paired with an empty-store burst run "
+        f"just before it, as in (a) (median of each pair's slowdown below), and compared with (a)'s median "
         f"({'%.0f docs/s' % empty if empty else 'not run: select burst too'}). Light load: files moved in as in (c) "
         f"with INGEST_WATCH_RESCAN_SECONDS={RESCAN_SECONDS}, so the watcher walks all {options.scale_files:,} files "
         f"and loads the ledger about every {RESCAN_SECONDS} s of the window. {index_note(options)} "
@@ -124,6 +144,13 @@ def run(context: Context) -> Section:
                 ratio(median(rates), empty),
                 ratio(median(rates), base and base.rate),
                 runs_text(rates),
+            ],
+            [
+                "paired empty-store burst docs/s",
+                f"{median(empty_rates):,.0f}",
+                f"scale {median(slowdowns):.2f}x slower",
+                ratio(median(empty_rates), base and base.rate),
+                runs_text(empty_rates) + " (slowdowns " + " / ".join(f"{x:.2f}x" for x in slowdowns) + ")",
             ],
             [
                 "burst docs/s to last commit",
@@ -149,7 +176,7 @@ def run(context: Context) -> Section:
         ],
     )
     problems = Counter()
-    for one in [*bursts, *lights]:
+    for one in [*bursts, *empties, *lights]:
         problems += one.problems
     section.problems = problems
     return section

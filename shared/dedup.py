@@ -267,7 +267,9 @@ class NearDuplicateIndex:
         prefix = f"nd:v{LAYOUT}g{self.client.incr(GENERATION_KEY)}:"
         if not self.client.set(BUILDING_KEY, prefix, nx=True, ex=hold_seconds):
             raise RebuildError("another `ingest reindex` is rebuilding the index")
-        for stale in self._generations() - {self.live_prefix(), prefix}:
+        # Also a version 1 index an upgrade made stale but died before dropping it.
+        legacy = {LEGACY_PREFIX} if legacy_index_in(self.client) else set()
+        for stale in (self._generations() | legacy) - {self.live_prefix(), prefix}:
             self.drop(stale)
         return prefix
 
