@@ -413,3 +413,19 @@ def test_wait_counts_the_files_the_watcher_holds_or_has_not_heard_of(deployment)
         watcher.resume()
     deployment.drain()
     assert len(deployment.export()) == 2
+
+
+def test_wait_hears_from_the_watcher_through_a_barrier_and_leaves_nothing_behind(deployment):
+    """`ingest wait` drops a hidden barrier file into seeds/: the watcher hears it after every file
+    renamed in before it and says so, so the wait needs no walk of the folder. The barrier never
+    becomes an input and is removed."""
+    import redis
+
+    deployment.start("--concurrency", "2")
+    wait_until(lambda: '"watcher.started"' in deployment.log_text(), 30, "the watcher")
+    drop_articles(deployment.seeds, 200)
+    deployment.drain()
+    assert deployment.count_items() == 200 and deployment.status()["failed"] == 0
+    assert not [path.name for path in deployment.seeds.iterdir() if path.name.startswith(".ingest-wait-")]
+    client = redis.Redis.from_url(deployment.env["INGEST_REDIS_URL"])
+    assert client.keys("ingest:watcher:barrier:*"), "the watcher acknowledged no barrier"

@@ -547,7 +547,7 @@ def test_near_valid_documents_under_any_supported_name_end_as_items_or_an_input_
     outcome(*document)
 
 
-@budget(300)
+@budget(150)  # HTML goes through trafilatura (~90 ms an example): the longest test of the suite at 300
 @given(
     document=st.one_of(
         HOSTILE_DATE_DOCUMENTS["json"].map(lambda data: ("doc.json", data)),

@@ -352,6 +352,28 @@ def publish_watcher_state(client: redis.Redis, waiting: int, starting: bool) -> 
         pipe.execute()
 
 
+# A barrier: `ingest wait` creates a hidden file named so in the seeds folder; its event comes to the
+# watcher after the events of every file renamed in before it (one kernel queue, read in order), so
+# once the watcher has handled it, the state it publishes counts every such file. It says so under
+# the barrier's key: the wait then needs no walk of the folder to learn what the kernel still held.
+BARRIER_PREFIX = ".ingest-wait-"
+BARRIER_KEY = "ingest:watcher:barrier:{}"
+BARRIER_SECONDS = 60
+
+
+def acknowledge_barrier(client: redis.Redis, name: str) -> None:
+    client.set(BARRIER_KEY.format(name), 1, ex=BARRIER_SECONDS)
+
+
+def barrier_state(client: redis.Redis, name: str) -> tuple[bool, bool]:
+    """(the watcher has handled the barrier, a watcher runs at all), in one round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.exists(BARRIER_KEY.format(name))
+        pipe.exists(WATCHER_STATE_KEY)
+        acknowledged, running = pipe.execute()
+    return bool(acknowledged), bool(running)
+
+
 def watcher_waiting(client: redis.Redis) -> int | None:
     """Files a running watcher holds (its first walk counting as one more), or None when none runs."""
     state = client.hgetall(WATCHER_STATE_KEY)

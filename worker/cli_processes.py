@@ -182,6 +182,7 @@ def watch() -> None:
         send=lambda batch: send(app, batch),
         queue_idle=lambda: _queue_idle(client),
         report=lambda waiting, starting: _report_watcher_state(client, waiting, starting),
+        acknowledge=lambda name: _acknowledge_barrier(client, name),
     ).run(stop)
 
 
@@ -190,6 +191,13 @@ def _report_watcher_state(client: redis.Redis, waiting: int, starting: bool) -> 
         broker.publish_watcher_state(client, waiting, starting)
     except redis.exceptions.RedisError:
         pass  # unsaid, the state expires: `ingest wait` then reads the folder itself
+
+
+def _acknowledge_barrier(client: redis.Redis, name: str) -> None:
+    try:
+        broker.acknowledge_barrier(client, name)
+    except redis.exceptions.RedisError:
+        pass  # unsaid, `ingest wait` walks the folder itself
 
 
 def _queue_idle(client: redis.Redis) -> bool:

@@ -34,6 +34,7 @@ CONFIRM_POLL_SECONDS = 0.02
 # but no sooner than this: a reading costs a few milliseconds of the same two cores.
 SOONEST_POLL_SECONDS = 0.01
 EARLY_WALK_GAP_SECONDS = 0.2  # a walk of the folder during a wait that found files untaken: not again sooner
+BARRIER_PATIENCE_SECONDS = 2.0  # no word of the barrier from a running watcher by then: walk the folder
 WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
 
 
@@ -157,9 +158,16 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
     settings = setup("cli")
     store_url = open_store(settings)
     deadline = time.monotonic() + timeout
+    folder = _FolderCheck(settings, store_url)
+    try:
+        _wait_until_idle(settings, store_url, folder, deadline, timeout)
+    finally:
+        folder.remove_barrier()
+
+
+def _wait_until_idle(settings: Settings, store_url: str, folder: _FolderCheck, deadline: float, timeout: float) -> None:
     idle_readings = 0
     drain = _Drain()
-    folder = _FolderCheck(settings, store_url)
     while True:
         redis_url = broker.running_redis_url(settings)
         if redis_url is None:
@@ -167,16 +175,19 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
             # so an `ingest up` starting now is not kept from its own), then wait for a service.
             with broker.broker_url(settings) as private_url:
                 pending = _pending(settings, store_url, private_url)
+            folder.remove_barrier()  # no watcher runs to hear it
             idle_readings = IDLE_READINGS_NEEDED if pending_total(pending) == 0 else 0
         else:
+            folder.hear_barrier(_client(redis_url))  # before the reading: heard, that reading counts the files
             pending = _pending(settings, store_url, redis_url, busy_is_enough=True)
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
             if idle_readings == 0:
                 folder.check_early(pending)
         if idle_readings >= IDLE_READINGS_NEEDED:
-            pending["files_waiting"] = 0 if folder.clear else folder.untaken()
-            if pending["files_waiting"] == 0:
+            untaken = folder.untaken_at_last()
+            if untaken == 0:
                 return
+            pending["files_waiting"] = untaken or 0
             idle_readings = 0
         if time.monotonic() >= deadline:
             running = "" if redis_url else " (and nothing runs to take it: start `ingest up`)"
@@ -187,18 +198,38 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
 
 
 class _FolderCheck:
-    """Whether a walk of the seeds folder, made during this wait, found every file in the ledger.
+    """Whether every file in the seeds folder when the wait began has been heard of.
 
     The watcher counts the files it has heard of; files whose events the kernel still holds (a burst
-    just renamed in) it has not, so the folder has the last word on what was there when the wait
-    began. The walk costs about 6 µs a file (0.6 s with 100,000 files), so it is made as soon as the
-    watcher has sent all it heard of, while the workers still store the burst, not after them. A walk
-    that finds files untaken is made again, no sooner than a few of its own durations later."""
+    just renamed in) it has not. So the wait drops a barrier, a hidden file, into the folder: its
+    event reaches the watcher after all of theirs, and once the watcher says it has handled it, its
+    count includes them. Without word of it from a running watcher in BARRIER_PATIENCE_SECONDS (a
+    watcher on another folder or polling, an older one, a folder the wait cannot write), the folder
+    is walked instead (about 6 µs a file, and the ledger loaded): as soon as the watcher has sent
+    all it heard of, while the workers still store the burst, and again no sooner than a few of its
+    own durations later if it found files untaken."""
 
     def __init__(self, settings: Settings, store_url: str) -> None:
         self.settings, self.store_url = settings, store_url
         self.clear = False
         self.next_at = 0.0
+        self.barrier = _drop_barrier(settings.seeds_dir)
+        self.give_up_barrier_at = time.monotonic() + BARRIER_PATIENCE_SECONDS
+
+    def hear_barrier(self, client) -> None:
+        """The watcher has handled the barrier: its count covers the folder, no walk is needed. No
+        watcher runs: no word will come, the walk may start at once."""
+        if self.clear or self.barrier is None:
+            return
+        acknowledged, watcher_runs = broker.barrier_state(client, self.barrier.name)
+        if acknowledged:
+            self.clear = True
+            self.remove_barrier()
+        elif not watcher_runs:
+            self.remove_barrier()
+
+    def _walk_allowed(self) -> bool:
+        return self.barrier is None or time.monotonic() >= self.give_up_barrier_at
 
     def untaken(self) -> int:
         started = time.monotonic()
@@ -208,8 +239,39 @@ class _FolderCheck:
         return count
 
     def check_early(self, pending: dict[str, int]) -> None:
-        if not self.clear and pending["files_waiting"] == 0 and time.monotonic() >= self.next_at:
+        if (
+            not self.clear
+            and pending["files_waiting"] == 0
+            and time.monotonic() >= self.next_at
+            and self._walk_allowed()
+        ):
             self.untaken()
+
+    def untaken_at_last(self) -> int | None:
+        """Files in the folder untaken once all else is idle: 0 when the folder is clear; None while the
+        barrier may still be heard of (look again soon)."""
+        if self.clear:
+            return 0
+        if not self._walk_allowed():
+            return None
+        return self.untaken()
+
+    def remove_barrier(self) -> None:
+        if self.barrier is not None:
+            self.barrier.unlink(missing_ok=True)
+            self.barrier = None
+
+
+def _drop_barrier(seeds: Path) -> Path | None:
+    """A hidden, empty file in the seeds folder (never an input), or None where it cannot be made."""
+    import uuid
+
+    barrier = seeds / f"{broker.BARRIER_PREFIX}{uuid.uuid4().hex}"
+    try:
+        barrier.touch(exist_ok=False)
+    except OSError:
+        return None
+    return barrier
 
 
 class _Drain:

@@ -2,7 +2,8 @@
 
 inotify (or polling, by setting) says where to look, and the watcher wakes on each event; a full
 scan at start and every `watch_rescan_seconds` (on a thread of its own, so it never holds up new
-files) finds what events missed: files dropped while stopped, a queue overflow.
+files) finds what events missed: files dropped while stopped; and at once when the kernel's event
+queue overflows (watchdog says so in a log record, which is all it says).
 A file is complete when it was closed after writing, moved into place (also from outside the
 folder), or has been unchanged for `watch_settle_seconds`. The ledger in the store records what was
 taken, by size, mtime and sha256.
@@ -14,6 +15,7 @@ alone goes alone, within `watch_batch_wait_ms` of its event.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
@@ -44,6 +46,7 @@ from shared.db import session_scope
 from shared.messages import Batch, RawInput, file_arrival_id, packs, sha256_hex
 from shared.seeds import SeedFile, scan, scan_entries, seed_file
 from shared.settings import Settings
+from worker.broker import BARRIER_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +67,11 @@ WATCHED_EVENTS = [
 STATE_RENEW_SECONDS = 1.0
 Send = Callable[[Batch], None]
 QueueIdle = Callable[[], bool]
-Report = Callable[[int, bool], None]  # (files held, first walk of the folder still on)
+Report = Callable[[int, bool], None]  # (files held, a walk of the folder on that must end before we know)
+Acknowledge = Callable[[str], None]  # a barrier's name: every event before it is in the state reported
+# watchdog's only word of an inotify queue overflow is this warning, from this logger.
+OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+OVERFLOW_MESSAGE = "Inotify queue overflowed"
 
 
 @dataclass
@@ -81,7 +88,9 @@ class EventRelay(FileSystemEventHandler):
         self.hints = hints
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type == "moved":
+        if event.event_type == "created" and Path(event.src_path).name.startswith(BARRIER_PREFIX):
+            self.hints.put(("barrier", Path(event.src_path).name))
+        elif event.event_type == "moved":
             # Renamed within the folder, or moved in from outside it (no source then): complete.
             # Moved out of the folder (no destination): nothing to take.
             if event.dest_path:
@@ -94,6 +103,20 @@ class EventRelay(FileSystemEventHandler):
             self.hints.put(("ready", Path(event.src_path)))
 
 
+class OverflowAlarm(logging.Filter):
+    """Runs on watchdog's thread as it meets the overflow, before any later event: a hint in order."""
+
+    def __init__(self, hints: queue.SimpleQueue) -> None:
+        super().__init__()
+        self.hints = hints
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(OVERFLOW_MESSAGE):
+            self.hints.put(("overflow", None))
+            return False  # said by the watcher instead, as one of its own lines
+        return True
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A complete file read and ready to send."""
@@ -104,9 +127,21 @@ class Outgoing:
 
 
 class Watcher:
-    def __init__(self, settings: Settings, send: Send, queue_idle: QueueIdle, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        send: Send,
+        queue_idle: QueueIdle,
+        report: Report | None = None,
+        acknowledge: Acknowledge | None = None,
+    ) -> None:
         self.settings = settings
         self.report = report
+        self.acknowledge = acknowledge
+        self.barriers: list[str] = []
+        # Overflows met, and the number of them the last finished walk began after: while fewer,
+        # files may lie in the folder unheard of, and the state says a walk is on.
+        self.overflows = self.overflows_walked = self.overflows_walking = 0
         self.reported: tuple[tuple[int, bool], float] | None = None
         self.started_scan = False
         self.root = settings.seeds_dir
@@ -124,6 +159,10 @@ class Watcher:
         self.root.mkdir(parents=True, exist_ok=True)
         observer = self._observer()
         observer.schedule(EventRelay(self.hints), str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
+        alarm = OverflowAlarm(self.hints)
+        overflow_logger = logging.getLogger(OVERFLOW_LOGGER)
+        overflow_logger.addFilter(alarm)
+        overflow_logger.setLevel(logging.WARNING)  # heard whatever the log level: the filter must see it
         observer.start()
         log.info("watcher.started", seeds_dir=str(self.root), polling=self.settings.watch_polling)
         try:
@@ -136,7 +175,9 @@ class Watcher:
                 self.drain_hints()
                 self.store_duties()
                 self.report_state()
+                self.acknowledge_barriers()
         finally:
+            overflow_logger.removeFilter(alarm)
             observer.stop()
             observer.join()
             log.info("watcher.stopped", pending=len(self.pending))
@@ -157,11 +198,30 @@ class Watcher:
         old zero) and at least every STATE_RENEW_SECONDS (the state expires when not renewed)."""
         if self.report is None:
             return
-        state = (len(self.pending) + self.hints.qsize(), not self.started_scan)
+        walking = not self.started_scan or self.overflows_walked < self.overflows
+        state = (len(self.pending) + self.hints.qsize(), walking)
         now = time.monotonic()
         if self.reported is None or self.reported[0] != state or now - self.reported[1] >= STATE_RENEW_SECONDS:
             self.report(*state)
             self.reported = (state, now)
+
+    def acknowledge_barriers(self) -> None:
+        """After the state is reported: it counts every file whose event came before each barrier."""
+        # Polling gives no order among the changes of one look: a barrier proves nothing then.
+        if self.acknowledge is not None and not self.settings.watch_polling:
+            for name in self.barriers:
+                self.acknowledge(name)
+        self.barriers.clear()
+
+    def events_lost(self) -> None:
+        """The kernel dropped events: walk the folder now (after the walk on, if one is: it may have
+        passed where the lost files are), saying meanwhile that a walk is on."""
+        self.overflows += 1
+        log.warning("watcher.events_lost", reason="the kernel's event queue overflowed: walking the folder")
+        if self.scanner is None:
+            self.start_rescan()
+        else:
+            self.next_rescan = 0.0  # the next walk starts as soon as this one ends
 
     def _observer(self):
         if self.settings.watch_polling:
@@ -206,6 +266,10 @@ class Watcher:
             self.note_all(scan(self.root, under=subject))
         elif hint == "scanned":
             self.note_all([subject])  # a SeedFile the re-scan found untaken
+        elif hint == "barrier":
+            self.barriers.append(subject)
+        elif hint == "overflow":
+            self.events_lost()
         else:
             self.note(subject, ready=hint == "ready")
 
@@ -215,6 +279,7 @@ class Watcher:
         """Walk the folder on a thread of its own: what it finds arrives as hints, like events."""
         self.scanner = threading.Thread(target=self._rescan, name="rescan", daemon=True)
         self.next_rescan = math.inf  # none is due while one runs: the loop must not spin waiting for it
+        self.overflows_walking = self.overflows
         self.scanner.start()
 
     def _rescan(self) -> None:
@@ -236,7 +301,10 @@ class Watcher:
         if self.scanner is not None and not self.scanner.is_alive():
             self.scanner = None
             self.started_scan = True
-            self.next_rescan = time.monotonic() + self.settings.watch_rescan_seconds
+            self.overflows_walked = self.overflows_walking
+            # An overflow met during the walk: another walk at once, else the next at its time.
+            behind = self.overflows_walked < self.overflows
+            self.next_rescan = 0.0 if behind else time.monotonic() + self.settings.watch_rescan_seconds
             self.resend_lost()
         if self.scanner is None and time.monotonic() >= self.next_rescan:
             self.start_rescan()
