@@ -38,7 +38,7 @@ def test_an_inotify_overflow_starts_a_walk_of_the_folder_at_once(tmp_path, clean
         send=lambda batch: send(app, batch),
         queue_idle=lambda: True,
         report=lambda waiting, walking: states.append((waiting, walking)),
-        acknowledge=lambda name: broker.acknowledge_barrier(client, name),
+        acknowledge=lambda name, waiting, walking: broker.acknowledge_barrier(client, name, waiting, walking),
     )
     stop = threading.Event()
     running = threading.Thread(target=watcher.run, args=(stop,), daemon=True)

@@ -361,8 +361,14 @@ BARRIER_KEY = "ingest:watcher:barrier:{}"
 BARRIER_SECONDS = 60
 
 
-def acknowledge_barrier(client: redis.Redis, name: str) -> None:
-    client.set(BARRIER_KEY.format(name), 1, ex=BARRIER_SECONDS)
+def acknowledge_barrier(client: redis.Redis, name: str, waiting: int, starting: bool) -> None:
+    """The barrier handled, with the state that counts every file before it, in one transaction: an
+    acknowledgement never stands beside an older state that failed to be written."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(WATCHER_STATE_KEY, mapping={"waiting": waiting, "starting": int(starting)})
+        pipe.expire(WATCHER_STATE_KEY, WATCHER_STATE_SECONDS)
+        pipe.set(BARRIER_KEY.format(name), 1, ex=BARRIER_SECONDS)
+        pipe.execute()
 
 
 def barrier_state(client: redis.Redis, name: str) -> tuple[bool, bool]:

@@ -182,7 +182,7 @@ def watch() -> None:
         send=lambda batch: send(app, batch),
         queue_idle=lambda: _queue_idle(client),
         report=lambda waiting, starting: _report_watcher_state(client, waiting, starting),
-        acknowledge=lambda name: _acknowledge_barrier(client, name),
+        acknowledge=lambda name, waiting, starting: _acknowledge_barrier(client, name, waiting, starting),
     ).run(stop)
 
 
@@ -193,9 +193,9 @@ def _report_watcher_state(client: redis.Redis, waiting: int, starting: bool) -> 
         pass  # unsaid, the state expires: `ingest wait` then reads the folder itself
 
 
-def _acknowledge_barrier(client: redis.Redis, name: str) -> None:
+def _acknowledge_barrier(client: redis.Redis, name: str, waiting: int, starting: bool) -> None:
     try:
-        broker.acknowledge_barrier(client, name)
+        broker.acknowledge_barrier(client, name, waiting, starting)
     except redis.exceptions.RedisError:
         pass  # unsaid, `ingest wait` walks the folder itself
 

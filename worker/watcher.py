@@ -68,7 +68,7 @@ STATE_RENEW_SECONDS = 1.0
 Send = Callable[[Batch], None]
 QueueIdle = Callable[[], bool]
 Report = Callable[[int, bool], None]  # (files held, a walk of the folder on that must end before we know)
-Acknowledge = Callable[[str], None]  # a barrier's name: every event before it is in the state reported
+Acknowledge = Callable[[str, int, bool], None]  # a barrier's name, with the state that counts every file before it
 # watchdog's only word of an inotify queue overflow is this warning, from this logger.
 OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 OVERFLOW_MESSAGE = "Inotify queue overflowed"
@@ -198,19 +198,23 @@ class Watcher:
         old zero) and at least every STATE_RENEW_SECONDS (the state expires when not renewed)."""
         if self.report is None:
             return
-        walking = not self.started_scan or self.overflows_walked < self.overflows
-        state = (len(self.pending) + self.hints.qsize(), walking)
+        state = self.state()
         now = time.monotonic()
         if self.reported is None or self.reported[0] != state or now - self.reported[1] >= STATE_RENEW_SECONDS:
             self.report(*state)
             self.reported = (state, now)
 
+    def state(self) -> tuple[int, bool]:
+        """(files held: noticed, not yet sent, or still among the hints; a walk is on that must end first)."""
+        walking = not self.started_scan or self.overflows_walked < self.overflows
+        return len(self.pending) + self.hints.qsize(), walking
+
     def acknowledge_barriers(self) -> None:
-        """After the state is reported: it counts every file whose event came before each barrier."""
+        """Every event before each barrier handled: said with the state that now counts their files."""
         # Polling gives no order among the changes of one look: a barrier proves nothing then.
         if self.acknowledge is not None and not self.settings.watch_polling:
             for name in self.barriers:
-                self.acknowledge(name)
+                self.acknowledge(name, *self.state())
         self.barriers.clear()
 
     def events_lost(self) -> None:
