@@ -26,8 +26,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# libpq's own timeouts, where the URL does not set them: a connection the network lost without a
+# word (a dropped route, a proxy gone) must fail and be retried, not hang a task on a read until its
+# hard time limit (seen in the drill that cuts PostgreSQL's connections: 300 s). Idle, a dead peer
+# is found by keepalives in about 25 s; with data unacknowledged, by tcp_user_timeout.
+LIBPQ_TIMEOUTS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
 def _create(url: str) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        timeouts = {key: value for key, value in LIBPQ_TIMEOUTS.items() if key not in parsed.query}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeouts)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
