@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from shared.dedup import BUCKET_SHARDS, FIRST_PREFIX, ITEMS_PER_KEY, LIVE_KEY, SHARD_BITS, LAYOUT, NearDuplicateIndex
+from shared.dedup import FIRST_PREFIX, ITEMS_PER_KEY, LAYOUT, LIVE_KEY, SHARD_BITS, NearDuplicateIndex
 from shared.dedup import ensure_compact_hashes
 from shared.fingerprint import BANDS, HASHES, ROWS
 from worker.broker import start_redis_server
@@ -37,18 +37,26 @@ def _start_redis(folder: str) -> tuple[subprocess.Popen, redis.Redis]:
     return process, client
 
 
-def _preload(client: redis.Redis, first_id: int, count: int, rng: np.random.Generator) -> None:
-    """Write `count` synthetic items into the index layout, CHUNK items per round of pipelined HSETs."""
-    client.set(LIVE_KEY, FIRST_PREFIX, nx=True)  # as the first worker names it
-    band_shift = np.uint64(64 - SHARD_BITS[LAYOUT])
+def _preload(
+    client: redis.Redis,
+    first_id: int,
+    count: int,
+    rng: np.random.Generator,
+    layout: int = LAYOUT,
+    prefix: str = FIRST_PREFIX,
+) -> None:
+    """Write `count` synthetic items into an index of `layout` under `prefix` (the live index's name
+    unless one is set already), CHUNK items per round of pipelined HSETs."""
+    client.set(LIVE_KEY, prefix, nx=True)  # as the first worker names it
+    bits = SHARD_BITS[layout]
     for start in range(first_id, first_id + count, CHUNK):
         ids = np.arange(start, min(start + CHUNK, first_id + count), dtype=np.uint64)
         signatures = rng.integers(0, 2**32, (len(ids), HASHES), dtype=np.uint64)
         rows = signatures.reshape(len(ids), BANDS, ROWS)
         with np.errstate(over="ignore"):
             buckets = rows[:, :, 0] * np.uint64(0x9E3779B97F4A7C15) ^ rows[:, :, 1] * np.uint64(0xBF58476D1CE4E5B9)
-        shards = buckets % np.uint64(BUCKET_SHARDS)
-        fields = (np.arange(BANDS, dtype=np.uint64)[None, :] << band_shift) | (buckets // np.uint64(BUCKET_SHARDS))
+        shards = buckets & np.uint64((1 << bits) - 1)
+        fields = (np.arange(BANDS, dtype=np.uint64)[None, :] << np.uint64(64 - bits)) | (buckets >> np.uint64(bits))
         grouped: dict[int, dict[int, int]] = {}
         for shard, field, item in zip(shards.ravel().tolist(), fields.ravel().tolist(), np.repeat(ids, BANDS).tolist()):
             grouped.setdefault(shard, {})[field] = item
@@ -58,9 +66,9 @@ def _preload(client: redis.Redis, first_id: int, count: int, rng: np.random.Gene
             records.setdefault(item // ITEMS_PER_KEY, {})[item] = signature.tobytes() + str(item).encode()
         with client.pipeline(transaction=False) as pipe:
             for shard, mapping in grouped.items():
-                pipe.hset(f"{FIRST_PREFIX}b:{shard}", mapping=mapping)
+                pipe.hset(f"{prefix}b:{shard}", mapping=mapping)
             for key, mapping in records.items():
-                pipe.hset(f"{FIRST_PREFIX}i:{key}", mapping=mapping)
+                pipe.hset(f"{prefix}i:{key}", mapping=mapping)
             pipe.execute()
 
 

@@ -6,7 +6,7 @@ Either way the rebuild is `shared.pipeline.rebuild_index`: safe while workers ru
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -55,7 +55,7 @@ def rebuild_with_progress(settings: Settings, store_url: str, total: int, upgrad
 def upgrade_until_current(settings: Settings, store_url: str, redis_url: str) -> None:
     """`ingest up`, in a thread: an index in an old layout rebuilt while the service runs (items stored
     meanwhile wait unplaced and are placed at the end); tried again while another rebuild holds it."""
-    stop = threading.Event()  # never set: the thread ends with the process, a rebuild's hold then expires
+    # A daemon thread: it ends with the process; a rebuild's hold on the index then expires by itself.
     while True:
         try:
             index = _index(settings, redis_url)
@@ -69,4 +69,4 @@ def upgrade_until_current(settings: Settings, store_url: str, redis_url: str) ->
         except (RebuildError, ServiceError, redis.exceptions.RedisError, SQLAlchemyError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning("index.upgrade_delayed", error=reason, retry_in_seconds=UPGRADE_RETRY_SECONDS)
-        stop.wait(UPGRADE_RETRY_SECONDS)
+        time.sleep(UPGRADE_RETRY_SECONDS)
