@@ -36,7 +36,7 @@ drills: bytecode
 audit:
 	.ci/audit
 
-bench: $(VENV)/.installed-dev
+bench: bytecode
 	$(BIN)/python -m bench
 
 # Refresh constraints.txt (the lock) from what a fresh resolve installs today.

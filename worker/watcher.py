@@ -1,9 +1,9 @@
 """Seeds folder -> RawInput -> queue. Takes each complete file once, across restarts.
 
-inotify (or polling, by setting) says where to look, and the watcher wakes on each event; a full
-scan at start and every `watch_rescan_seconds` (on a thread of its own, so it never holds up new
-files) finds what events missed: files dropped while stopped; and at once when the kernel's event
-queue overflows (watchdog says so in a log record, which is all it says).
+inotify (read by worker.inotify_events; watchdog where polling is set or inotify is missing) says
+where to look, and the watcher wakes on each event; a full scan at start and every
+`watch_rescan_seconds` (on a thread of its own, so it never holds up new files) finds what events
+missed: files dropped while stopped; and at once when the kernel's event queue overflows.
 A file is complete when it was closed after writing, moved into place (also from outside the
 folder), or has been unchanged for `watch_settle_seconds`. The ledger in the store records what was
 taken, by size, mtime and sha256.
@@ -15,7 +15,6 @@ alone goes alone, within `watch_batch_wait_ms` of its event.
 
 from __future__ import annotations
 
-import logging
 import math
 import queue
 import threading
@@ -65,13 +64,14 @@ WATCHED_EVENTS = [
     DirMovedEvent,
 ]
 STATE_RENEW_SECONDS = 1.0
+try:
+    from worker.inotify_events import InotifyEvents
+except (ImportError, OSError):  # not Linux: watchdog's observer for the platform instead
+    InotifyEvents = None
 Send = Callable[[Batch], None]
 QueueIdle = Callable[[], bool]
 Report = Callable[[int, bool], None]  # (files held, a walk of the folder on that must end before we know)
 Acknowledge = Callable[[str, int, bool], None]  # a barrier's name, with the state that counts every file before it
-# watchdog's only word of an inotify queue overflow is this warning, from this logger.
-OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
-OVERFLOW_MESSAGE = "Inotify queue overflowed"
 
 
 @dataclass
@@ -101,20 +101,6 @@ class EventRelay(FileSystemEventHandler):
             self.hints.put(("settle", Path(event.src_path)))
         elif event.event_type == "closed":
             self.hints.put(("ready", Path(event.src_path)))
-
-
-class OverflowAlarm(logging.Filter):
-    """Runs on watchdog's thread as it meets the overflow, before any later event: a hint in order."""
-
-    def __init__(self, hints: queue.SimpleQueue) -> None:
-        super().__init__()
-        self.hints = hints
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(OVERFLOW_MESSAGE):
-            self.hints.put(("overflow", None))
-            return False  # said by the watcher instead, as one of its own lines
-        return True
 
 
 @dataclass(frozen=True)
@@ -157,13 +143,8 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        observer = self._observer()
-        observer.schedule(EventRelay(self.hints), str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
-        alarm = OverflowAlarm(self.hints)
-        overflow_logger = logging.getLogger(OVERFLOW_LOGGER)
-        overflow_logger.addFilter(alarm)
-        overflow_logger.setLevel(logging.WARNING)  # heard whatever the log level: the filter must see it
-        observer.start()
+        events = self._events()
+        events.start()
         log.info("watcher.started", seeds_dir=str(self.root), polling=self.settings.watch_polling)
         try:
             self.start_rescan()
@@ -177,9 +158,8 @@ class Watcher:
                 self.report_state()
                 self.acknowledge_barriers()
         finally:
-            overflow_logger.removeFilter(alarm)
-            observer.stop()
-            observer.join()
+            events.stop()
+            events.join()
             log.info("watcher.stopped", pending=len(self.pending))
 
     def store_duties(self) -> None:
@@ -227,15 +207,14 @@ class Watcher:
         else:
             self.next_rescan = 0.0  # the next walk starts as soon as this one ends
 
-    def _observer(self):
-        if self.settings.watch_polling:
-            return PollingObserver(timeout=1)
-        try:
-            # Full events: a file moved in from outside the folder arrives as a move with no source,
-            # not as a created event (which would make it wait to settle).
-            return Observer(generate_full_events=True)
-        except TypeError:  # an observer of another platform, without that option
-            return Observer()
+    def _events(self):
+        """What hears the folder: inotify read directly, else a watchdog observer (polling, or the
+        platform's own); each has start(), stop() and join()."""
+        if not self.settings.watch_polling and InotifyEvents is not None:
+            return InotifyEvents(self.root, self.hints, BARRIER_PREFIX)
+        observer = PollingObserver(timeout=1) if self.settings.watch_polling else Observer()
+        observer.schedule(EventRelay(self.hints), str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
+        return observer
 
     def seconds_to_next_duty(self) -> float:
         """Until the earliest of: a pending file settling, the next re-scan, a send retry."""
