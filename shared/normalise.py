@@ -209,23 +209,9 @@ def tidy_paragraphs(item: ParsedItem, rules: Rules) -> ParsedItem:
 @lru_cache(maxsize=1)
 def _language_identifier():
     # Loading the bundled model takes a moment: once per process, on first use.
-    import numpy as np
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    from shared import language
 
-    shipped = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    # The model ships its feature table as float16, and scoring converted the rows a text touches to
-    # float32 at every call: 60 % of the scoring. Converted once here (the same float32 values, so
-    # the same scores to the bit), at 57 MB instead of 28 MB; the float16 table is let go. The
-    # worker loads this before its pool forks, so the pool processes share the pages.
-    return LanguageIdentifier(
-        shipped.nb_ptc.astype(np.float32),
-        shipped.nb_pc,
-        shipped.nb_classes,
-        shipped.tk_nextmove,
-        shipped.tk_output,
-        norm_probs=True,
-        tk_row=shipped.tk_row,
-    )
+    return language.load()
 
 
 def warm_up() -> None:
