@@ -155,3 +155,48 @@ def test_an_inotify_overflow_starts_a_walk_of_the_folder_at_once(tmp_path, clean
     finally:
         stop.set()
         running.join(10)
+
+
+def test_a_walk_that_read_the_ledger_before_a_file_was_taken_does_not_hold_it_again(tmp_path, clean_redis):
+    """A re-scan reads the ledger, then walks: a file taken in between is untaken by that walk's
+    account. It must not be held again for the settle time (a minute here), which `ingest wait`
+    would count as pending. Walks run back to back here, so files keep landing mid-walk."""
+    from shared.schema import upgrade_schema
+
+    seeds, staging = tmp_path / "seeds", tmp_path / "staging"
+    seeds.mkdir()
+    staging.mkdir()
+    settings = Settings(
+        _env_file=None,
+        seeds_dir=seeds,
+        data_dir=tmp_path / "data",
+        redis_url=clean_redis,
+        watch_settle_seconds=60,
+        watch_rescan_seconds=0.05,
+    )
+    upgrade_schema(settings.store_url)
+    app = sending_app(clean_redis)
+    states: list[tuple[int, bool]] = []
+    sent: list[str] = []
+
+    def send_and_note(batch) -> None:
+        send(app, batch)
+        sent.extend(raw.ref for raw in batch.inputs)
+
+    watcher = Watcher(
+        settings, send=send_and_note, queue_idle=lambda: False, report=lambda *state: states.append(state)
+    )
+    stop = threading.Event()
+    running = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    running.start()
+    try:
+        wait_until(lambda: states and states[-1] == (0, False), 30, "the first walk to end")
+        for number in range(40):
+            (staging / f"{number}.txt").write_text(f"file {number}")
+            os.rename(staging / f"{number}.txt", seeds / f"{number}.txt")
+            time.sleep(0.02)  # spread over many walks
+        wait_until(lambda: len(sent) == 40, 10, "every file to be taken")
+        wait_until(lambda: not watcher.pending, 10, "no taken file held again")
+    finally:
+        stop.set()
+        running.join(10)

@@ -135,6 +135,10 @@ class Watcher:
         self.queue_idle = queue_idle
         self.hints: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: dict[Path, Pending] = {}
+        # Taken since the walk on began, until its last hint is handled: the walk read the ledger
+        # before, and finds them untaken.
+        self.taken_during_walk: dict[Path, tuple[int, int]] | None = None
+        self.walks = 0
         self.retry_send_at = 0.0
         self.scanner: threading.Thread | None = None
         self.next_rescan = 0.0
@@ -247,8 +251,12 @@ class Watcher:
     def handle(self, hint: str, subject) -> None:
         if hint == "dir":
             self.note_all(scan(self.root, under=subject))
-        elif hint == "scanned":
-            self.note_all([subject])  # a SeedFile the re-scan found untaken
+        elif hint == "scanned":  # a SeedFile the re-scan found untaken
+            if (self.taken_during_walk or {}).get(subject.path) != subject.signature:
+                self.note_all([subject])
+        elif hint == "walked":
+            if subject == self.walks:  # the last walk begun is over, its every hint handled
+                self.taken_during_walk = None
         elif hint == "barrier":
             self.barriers.append(subject)
         elif hint == "overflow":
@@ -260,12 +268,20 @@ class Watcher:
 
     def start_rescan(self) -> None:
         """Walk the folder on a thread of its own: what it finds arrives as hints, like events."""
-        self.scanner = threading.Thread(target=self._rescan, name="rescan", daemon=True)
+        self.walks += 1
+        self.scanner = threading.Thread(target=self._rescan, args=(self.walks,), name="rescan", daemon=True)
         self.next_rescan = math.inf  # none is due while one runs: the loop must not spin waiting for it
+        self.taken_during_walk = {}
         self.overflows_walking = self.overflows
         self.scanner.start()
 
-    def _rescan(self) -> None:
+    def _rescan(self, number: int) -> None:
+        try:
+            self._walk()
+        finally:
+            self.hints.put(("walked", number))  # after every hint of this walk
+
+    def _walk(self) -> None:
         try:
             with session_scope(self.settings.store_url) as session:
                 taken = store.taken_signatures(session)
@@ -384,7 +400,10 @@ class Watcher:
             store.save_writes(session, failures)
             store.mark_taken_many(session, ledger)
         for row in ledger:
-            self.pending.pop(self.root / row["ref"], None)
+            path = self.root / row["ref"]
+            self.pending.pop(path, None)
+            if self.taken_during_walk is not None:
+                self.taken_during_walk[path] = (row["size"], row["mtime_ns"])
         return sent_all
 
     def sort_out(
