@@ -42,6 +42,7 @@ from watchdog.observers.polling import PollingObserver
 
 from shared import store
 from shared.db import session_scope
+from shared.errors import ServiceError
 from shared.messages import Batch, RawInput, file_arrival_id, packs, sha256_hex
 from shared.seeds import SeedFile, scan, scan_entries, seed_file
 from shared.settings import Settings
@@ -215,7 +216,13 @@ class Watcher:
         """What hears the folder: inotify read directly, else a watchdog observer (polling, or the
         platform's own); each has start(), stop() and join()."""
         if not self.settings.watch_polling and InotifyEvents is not None:
-            return InotifyEvents(self.root, self.hints, BARRIER_PREFIX)
+            try:
+                return InotifyEvents(self.root, self.hints, BARRIER_PREFIX)
+            except OSError as exc:  # most often fs.inotify.max_user_instances, all taken by other programs
+                raise ServiceError(
+                    f"cannot watch {self.root} with inotify: {exc.strerror or exc}; "
+                    "raise fs.inotify.max_user_instances, or set INGEST_WATCH_POLLING=true"
+                ) from exc
         observer = PollingObserver(timeout=1) if self.settings.watch_polling else Observer()
         observer.schedule(EventRelay(self.hints), str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
         return observer
