@@ -82,28 +82,32 @@ def test_each_kind_of_arrival_is_heard_as_the_watcher_needs_it(heard, tmp_path):
 
 
 def test_folders_made_moved_in_renamed_and_moved_away_are_followed(heard, tmp_path):
+    """A folder is watched before its "dir" hint is put (the watcher walks it on that hint, so what
+    landed before the watch is taken too): a file written after the hint is heard as an event."""
     seeds, hints = heard
-    (seeds / "new" / "deeper").mkdir(parents=True)
-    hints_until(hints, lambda hint: hint == ("dir", seeds / "new"), "the new folder")
-    (seeds / "new" / "deeper" / "a.txt").write_text("a")  # watched: heard as an event, not only by a walk
-    hints_until(hints, lambda hint: hint == ("ready", seeds / "new" / "deeper" / "a.txt"), "a file in it")
-
-    os.rename(seeds / "new", seeds / "renamed")
-    hints_until(hints, lambda hint: hint == ("dir", seeds / "renamed"), "the renamed folder")
-    (seeds / "renamed" / "deeper" / "b.txt").write_text("b")  # reported at its new place, not its old
-    hints_until(hints, lambda hint: hint == ("ready", seeds / "renamed" / "deeper" / "b.txt"), "a file in it")
+    (seeds / "made").mkdir()
+    hints_until(hints, lambda hint: hint == ("dir", seeds / "made"), "the new folder")
+    (seeds / "made" / "a.txt").write_text("a")
+    hints_until(hints, lambda hint: hint == ("ready", seeds / "made" / "a.txt"), "a file in it")
 
     outside = tmp_path / "outside"
-    (outside / "batch").mkdir(parents=True)
-    (outside / "batch" / "c.txt").write_text("c")
-    os.rename(outside / "batch", seeds / "batch")
-    hints_until(hints, lambda hint: hint == ("dir", seeds / "batch"), "the folder moved in")
+    (outside / "tree" / "deeper").mkdir(parents=True)
+    (outside / "tree" / "deeper" / "b.txt").write_text("b")  # there before: found by the walk
+    os.rename(outside / "tree", seeds / "tree")
+    hints_until(hints, lambda hint: hint == ("dir", seeds / "tree"), "the folder moved in")
+    (seeds / "tree" / "deeper" / "c.txt").write_text("c")  # its subfolder is watched too
+    hints_until(hints, lambda hint: hint == ("ready", seeds / "tree" / "deeper" / "c.txt"), "a file in it")
+
+    os.rename(seeds / "tree", seeds / "renamed")
+    hints_until(hints, lambda hint: hint == ("dir", seeds / "renamed"), "the renamed folder")
+    (seeds / "renamed" / "deeper" / "d.txt").write_text("d")  # reported at its new place, not its old
+    hints_until(hints, lambda hint: hint == ("ready", seeds / "renamed" / "deeper" / "d.txt"), "a file in it")
 
     os.rename(seeds / "renamed", outside / "away")
-    (outside / "away" / "deeper" / "d.txt").write_text("d")  # no longer ours: nothing heard of it
+    (outside / "away" / "deeper" / "e.txt").write_text("e")  # no longer ours: nothing heard of it
     (seeds / "last.txt").write_text("last")
     seen = hints_until(hints, lambda hint: hint == ("ready", seeds / "last.txt"), "the last file")
-    assert not [hint for hint in seen if "d.txt" in str(hint[1])]
+    assert not [hint for hint in seen if "e.txt" in str(hint[1])]
 
 
 def test_an_inotify_overflow_starts_a_walk_of_the_folder_at_once(tmp_path, clean_redis):

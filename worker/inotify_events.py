@@ -33,7 +33,7 @@ READ_TIMEOUT_MS = 250  # how soon a stop request is noticed while no event comes
 
 class InotifyEvents:
     """Watches `root` and every folder under it, started, stopped and joined as a watchdog observer
-    is; puts ("settle" | "ready" | "dir", Path), ("barrier", name) and ("overflow", None) hints on
+    is; puts ("settle" | "ready" | "dir", Path), ("barrier", name) and ("overflow", None or why) hints on
     `hints`, as watchdog's relay did."""
 
     def __init__(self, root: Path, hints: queue.SimpleQueue, barrier_prefix: str) -> None:
@@ -91,7 +91,11 @@ class InotifyEvents:
         read = self.inotify.read
         while not self.stopping.is_set():
             for event in read(timeout=READ_TIMEOUT_MS):
-                self.handle(event.wd, event.mask, event.name)
+                try:
+                    self.handle(event.wd, event.mask, event.name)
+                except Exception as exc:  # noqa: BLE001 - this thread must outlive any one event
+                    # Taken as lost events (said in the watcher's line): the folder is walked, nothing is missed.
+                    self.hints.put(("overflow", f"an event could not be read ({type(exc).__name__}: {exc})"))
 
     def handle(self, wd: int, mask: int, name: str) -> None:
         if mask & Q_OVERFLOW:

@@ -202,11 +202,11 @@ class Watcher:
                 self.acknowledge(name, *self.state())
         self.barriers.clear()
 
-    def events_lost(self) -> None:
+    def events_lost(self, reason: str) -> None:
         """The kernel dropped events: walk the folder now (after the walk on, if one is: it may have
         passed where the lost files are), saying meanwhile that a walk is on."""
         self.overflows += 1
-        log.warning("watcher.events_lost", reason="the kernel's event queue overflowed: walking the folder")
+        log.warning("watcher.events_lost", reason=f"{reason}: walking the folder")
         if self.scanner is None:
             self.start_rescan()
         else:
@@ -267,7 +267,7 @@ class Watcher:
         elif hint == "barrier":
             self.barriers.append(subject)
         elif hint == "overflow":
-            self.events_lost()
+            self.events_lost(subject or "the kernel's event queue overflowed")
         else:
             self.note(subject, ready=hint == "ready")
 
