@@ -110,97 +110,85 @@ def test_folders_made_moved_in_renamed_and_moved_away_are_followed(heard, tmp_pa
     assert not [hint for hint in seen if "e.txt" in str(hint[1])]
 
 
+class RunningWatcher:
+    """A real Watcher on tmp_path/seeds, a real store and Redis, run on a thread: what it sent and
+    every state it reported are recorded."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, queue_idle: bool = True, **settings) -> None:
+        from shared.schema import upgrade_schema
+
+        self.settings = Settings(
+            _env_file=None, seeds_dir=tmp_path / "seeds", data_dir=tmp_path / "data", redis_url=redis_url, **settings
+        )
+        self.settings.seeds_dir.mkdir(exist_ok=True)
+        upgrade_schema(self.settings.store_url)
+        client = redis.Redis.from_url(redis_url)
+        self.app = sending_app(redis_url)
+        self.states: list[tuple[int, bool]] = []
+        self.sent: list[str] = []
+        self.watcher = Watcher(
+            self.settings,
+            send=self.send,
+            queue_idle=lambda: queue_idle,
+            report=lambda waiting, walking: self.states.append((waiting, walking)),
+            acknowledge=lambda name, waiting, walking: broker.acknowledge_barrier(client, name, waiting, walking),
+        )
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.watcher.run, args=(self.stopping,), daemon=True)
+
+    def send(self, batch) -> None:
+        send(self.app, batch)
+        self.sent.extend(raw.ref for raw in batch.inputs)
+
+    def settled(self) -> bool:
+        return bool(self.states) and self.states[-1] == (0, False)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+
 def test_an_inotify_overflow_starts_a_walk_of_the_folder_at_once(tmp_path, clean_redis):
     """The kernel's event queue overflows (here: a queue of one event, and a rename makes two). The
     watcher takes it as lost events and walks the folder at once, not at the next periodic re-scan an
     hour away, and so takes the file whose events were lost; the state says a walk is on until a walk
     begun after the overflow has ended, so `ingest wait` never calls the folder settled meanwhile."""
-    from shared.schema import upgrade_schema
-
-    (tmp_path / "seeds").mkdir()
-    settings = Settings(
-        _env_file=None,
-        seeds_dir=tmp_path / "seeds",
-        data_dir=tmp_path / "data",
-        redis_url=clean_redis,
-        watch_rescan_seconds=3600,
-    )
-    upgrade_schema(settings.store_url)
-    client = redis.Redis.from_url(clean_redis)
-    app = sending_app(clean_redis)
-    states: list[tuple[int, bool]] = []
-    sent: list[str] = []
-
-    def send_and_note(batch) -> None:
-        send(app, batch)
-        sent.extend(raw.ref for raw in batch.inputs)
-
-    watcher = Watcher(
-        settings,
-        send=send_and_note,
-        queue_idle=lambda: True,
-        report=lambda waiting, walking: states.append((waiting, walking)),
-        acknowledge=lambda name, waiting, walking: broker.acknowledge_barrier(client, name, waiting, walking),
-    )
-    stop = threading.Event()
-    running = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    running = RunningWatcher(tmp_path, clean_redis, watch_rescan_seconds=3600)
+    watcher, seeds = running.watcher, running.settings.seeds_dir
     try:
         with inotify_queue_limit(1):
-            running.start()
-            wait_until(lambda: states, 30, "the watcher to start")
-        wait_until(lambda: states[-1] == (0, False), 30, "the first walk to end")
+            running.thread.start()
+            wait_until(lambda: running.states, 30, "the watcher to start")
+        wait_until(running.settled, 30, "the first walk to end")
         assert watcher.overflows_walked == 0
-        (settings.seeds_dir / ".lost.txt.tmp").write_text("its events were lost")
-        os.rename(settings.seeds_dir / ".lost.txt.tmp", settings.seeds_dir / "lost.txt")
+        (seeds / ".lost.txt.tmp").write_text("its events were lost")
+        os.rename(seeds / ".lost.txt.tmp", seeds / "lost.txt")
         wait_until(lambda: watcher.overflows >= 1, 10, "the overflow to be heard")
         wait_until(lambda: watcher.overflows_walked == watcher.overflows, 10, "a walk begun after it to end")
-        wait_until(lambda: "lost.txt" in sent, 10, "the file to be taken by the walk")
-        wait_until(lambda: states[-1] == (0, False), 10, "the state to say the folder is settled again")
+        wait_until(lambda: "lost.txt" in running.sent, 10, "the file to be taken by the walk")
+        wait_until(running.settled, 10, "the state to say the folder is settled again")
     finally:
-        stop.set()
-        running.join(10)
+        running.stop()
 
 
 def test_a_walk_that_read_the_ledger_before_a_file_was_taken_does_not_hold_it_again(tmp_path, clean_redis):
     """A re-scan reads the ledger, then walks: a file taken in between is untaken by that walk's
     account. It must not be held again for the settle time (a minute here), which `ingest wait`
     would count as pending. Walks run back to back here, so files keep landing mid-walk."""
-    from shared.schema import upgrade_schema
-
-    seeds, staging = tmp_path / "seeds", tmp_path / "staging"
-    seeds.mkdir()
+    staging = tmp_path / "staging"
     staging.mkdir()
-    settings = Settings(
-        _env_file=None,
-        seeds_dir=seeds,
-        data_dir=tmp_path / "data",
-        redis_url=clean_redis,
-        watch_settle_seconds=60,
-        watch_rescan_seconds=0.05,
+    running = RunningWatcher(
+        tmp_path, clean_redis, queue_idle=False, watch_settle_seconds=60, watch_rescan_seconds=0.05
     )
-    upgrade_schema(settings.store_url)
-    app = sending_app(clean_redis)
-    states: list[tuple[int, bool]] = []
-    sent: list[str] = []
-
-    def send_and_note(batch) -> None:
-        send(app, batch)
-        sent.extend(raw.ref for raw in batch.inputs)
-
-    watcher = Watcher(
-        settings, send=send_and_note, queue_idle=lambda: False, report=lambda *state: states.append(state)
-    )
-    stop = threading.Event()
-    running = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-    running.start()
+    seeds = running.settings.seeds_dir
+    running.thread.start()
     try:
-        wait_until(lambda: states and states[-1] == (0, False), 30, "the first walk to end")
+        wait_until(running.settled, 30, "the first walk to end")
         for number in range(40):
             (staging / f"{number}.txt").write_text(f"file {number}")
             os.rename(staging / f"{number}.txt", seeds / f"{number}.txt")
             time.sleep(0.02)  # spread over many walks
-        wait_until(lambda: len(sent) == 40, 10, "every file to be taken")
-        wait_until(lambda: not watcher.pending, 10, "no taken file held again")
+        wait_until(lambda: len(running.sent) == 40, 10, "every file to be taken")
+        wait_until(lambda: not running.watcher.pending, 10, "no taken file held again")
     finally:
-        stop.set()
-        running.join(10)
+        running.stop()
