@@ -3,14 +3,18 @@ language detected on a bounded sample, the canonical form computed the faster wa
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import shutil
 import unicodedata
 
 import ftfy
+import numpy as np
 import pytest
 from ftfy.badness import MOJIBAKE_CATEGORIES
 
+from shared import language
 from shared.decode import FTFY_CONFIG, decode_text, needs_ftfy
 from shared.fingerprint import QUOTE_STYLES, canonical
 from shared.normalise import LANGUAGE_SAMPLE_CHARS, _language_identifier, detect_language, language_sample
@@ -168,13 +172,56 @@ def test_the_faster_language_walk_scores_as_py3langid_does_to_the_bit(shipped_id
     """Our identifier (float32 table, the faster feature walk) against the one py3langid ships:
     the same language and the same confidence, bit for bit, on texts of many scripts, the sample and
     random bytes."""
+    _same_answers(_language_identifier(), shipped_identifier)
+
+
+def _language_texts() -> list:
     rng = random.Random(7)
     texts = [*LANGUAGE_TEXTS, SAMPLE.read_text(), *(bytes(rng.randrange(256) for _ in range(200)) for _ in range(50))]
-    texts += [language_sample(SAMPLE.read_text()[start:]) for start in range(0, 600, 37)]
-    ours = _language_identifier()
-    for text in texts:
-        assert ours.classify(text) == shipped_identifier.classify(text), text
-        assert ours.rank(text) == shipped_identifier.rank(text), text
+    return texts + [language_sample(SAMPLE.read_text()[start:]) for start in range(0, 600, 37)]
+
+
+def _same_answers(ours, shipped) -> None:
+    for text in _language_texts():
+        assert ours.classify(text) == shipped.classify(text), text
+        assert ours.rank(text) == shipped.rank(text), text
+
+
+def test_the_model_is_unpacked_once_and_read_back_from_the_cache_to_the_bit(shipped_identifier, tmp_path, monkeypatch):
+    """The first load writes the unpacked model into the user's cache folder; the next maps it, and
+    answers as the shipped identifier does, bit for bit."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = language.load()
+    folder = language.cache_folder()
+    assert folder.parent == tmp_path / "ingest" and (folder / "table.npy").is_file()
+    again = language.load()
+    assert isinstance(again.nb_ptc.base, np.memmap)  # mapped from the cache, not unpacked again
+    assert not isinstance(first.nb_ptc.base, np.memmap)
+    _same_answers(again, shipped_identifier)
+
+
+def test_a_damaged_cache_is_replaced_and_an_unwritable_one_is_no_error(shipped_identifier, tmp_path, monkeypatch):
+    """A cache file cut short (a full disk, a copy interrupted) is unpacked again and rewritten; a
+    cache folder that cannot be made leaves the model unpacked in memory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    language.load()
+    table = language.cache_folder() / "table.npy"
+    size = table.stat().st_size
+    with table.open("r+b") as cut:
+        cut.truncate(size // 2)
+    _same_answers(language.load(), shipped_identifier)
+    assert table.stat().st_size == size
+    stale = tmp_path / "ingest" / ".langid-0-old-x"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    shutil.rmtree(language.cache_folder())
+    language.load()
+    assert not stale.exists()  # a writer that died long ago: its half-written folder is removed
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    _same_answers(language.load(), shipped_identifier)
 
 
 def _old_canonical(text: str) -> str:
