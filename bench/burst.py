@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.corpus import write_articles
+from bench.cpu import ROLES_IN_ORDER, CpuWindow
 from bench.site import BenchError, Site, flush_redis, move_all, postgres_schema
 from bench.stats import Section, median, ratio, runs_text, say
 from bench.suite import Context, postgres_url
@@ -31,6 +32,7 @@ class BurstRun:
     to_last_commit: float  # first rename -> the newest ingested_at
     rename_seconds: float
     problems: Counter
+    cpu: Counter  # CPU seconds by process role over the timed window
 
     @property
     def rate(self) -> float:
@@ -53,13 +55,16 @@ def postgres_store(_folder: Path) -> AbstractContextManager[str | None]:
 def timed_burst(site: Site, names: list[str], timeout: float) -> BurstRun:
     """Rename every staged file into seeds/ and wait for the service to be idle; checks every file landed."""
     before = site.counts()
-    first, last = move_all(names, site.staging, site.seeds)
-    finished = site.wait_idle(timeout)
+    with CpuWindow(site.up.pid) as cpu:
+        first, last = move_all(names, site.staging, site.seeds)
+        finished = site.wait_idle(timeout)
     after = site.counts()
     stored = after["items"] - before["items"]
     if stored != len(names) or after["failed"] != before["failed"]:
         raise BenchError(f"{len(names)} files renamed in, {stored} items stored, {after['failed']} failures")
-    return BurstRun(len(names), finished - first, site.last_commit() - first, last - first, site.log_problems())
+    return BurstRun(
+        len(names), finished - first, site.last_commit() - first, last - first, site.log_problems(), cpu.by_role
+    )
 
 
 def burst_once(context: Context, store: StoreFactory, docs: int, seed: int, html_pages: bool) -> BurstRun:
@@ -95,6 +100,21 @@ def rows_for(label: str, runs: list[BurstRun], context: Context, unit: str = "do
 
 
 HEADER = ["figure", "median", "vs no-op baseline", "runs"]
+CPU_HEADER = ["process", "CPU s", "ms an item", "share", "runs"]
+
+
+def cpu_rows(runs: list[BurstRun]) -> list[list[str]]:
+    """Each role's CPU over the timed window, median of the runs, per item and as a share of all."""
+    roles = [role for role in ROLES_IN_ORDER if any(r.cpu[role] for r in runs)]
+    roles += sorted({role for r in runs for role in r.cpu} - set(roles))
+    total = median([sum(r.cpu.values()) for r in runs])
+    rows = []
+    for role in roles:
+        seconds = [r.cpu[role] for r in runs]
+        per_item = median(seconds) / runs[0].docs * 1000
+        share = f"{median(seconds) / total:.0%}" if total else "-"
+        rows.append([role, f"{median(seconds):.2f}", f"{per_item:.3f}", share, runs_text(seconds, 2)])
+    return rows + [["all", f"{total:.2f}", f"{total / runs[0].docs * 1000:.3f}", "100%", ""]]
 
 
 def merged_problems(runs: list[BurstRun]) -> Counter:
@@ -125,6 +145,12 @@ def run(context: Context) -> Section:
         "",
     ]
     section.table(HEADER, rows)
+    section.lines += [
+        "Where the SQLite bursts' CPU went, over the same window (`pool`: the worker's pool processes together; "
+        "`wait`: `ingest wait`; PostgreSQL's server not counted):",
+        "",
+    ]
+    section.table(CPU_HEADER, cpu_rows(sqlite_runs))
     section.problems = problems
     return section
 

@@ -1,0 +1,68 @@
+"""Where a timed window's CPU goes, process by process: the figure that stays comparable when the
+shared machine's speed moves between runs (a rate alone cannot say which process grew)."""
+
+from __future__ import annotations
+
+import resource
+from collections import Counter
+
+import psutil
+
+ROLES_IN_ORDER = ["pool", "watch", "wait", "redis", "worker", "beat", "up"]
+
+
+def role_of(process: psutil.Process) -> str:
+    """`ingest <role>` by its command line; a worker's forked pool processes apart from its main one."""
+    command = process.cmdline()
+    if "worker.cli" not in command:
+        return process.name()
+    role = command[command.index("worker.cli") + 1]
+    parent = process.parent()
+    if role == "worker" and parent is not None and "worker" in parent.cmdline():
+        return "pool"
+    return role
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+class CpuWindow:
+    """CPU seconds by role between `__enter__` and `__exit__`: every process under `ingest up`, the
+    Redis server the bench runs, and the bench's own children that ended inside the window (the
+    `ingest wait` it ran). PostgreSQL's server is not ours to count and is left out."""
+
+    def __init__(self, up_pid: int) -> None:
+        self.up_pid = up_pid
+        self.by_role: Counter = Counter()
+
+    def _processes(self) -> list[psutil.Process]:
+        up = psutil.Process(self.up_pid)
+        bench_children = psutil.Process().children()
+        redis = [child for child in bench_children if child.name().startswith("redis-server")]
+        return [up, *up.children(recursive=True), *redis]
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        seen = {}
+        for process in self._processes():
+            try:
+                role = "redis" if process.name().startswith("redis-server") else role_of(process)
+                seen[process.pid] = (role, _cpu_seconds(process))
+            except psutil.Error:
+                continue  # ended between the listing and the reading
+        return seen
+
+    @staticmethod
+    def _ended_children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def __enter__(self) -> CpuWindow:
+        self.before, self.children_before = self._snapshot(), self._ended_children()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for pid, (role, seconds) in self._snapshot().items():
+            self.by_role[role] += seconds - self.before.get(pid, (role, 0.0))[1]
+        self.by_role["wait"] += self._ended_children() - self.children_before
