@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -114,22 +115,31 @@ def take_article_source(item: ParsedItem, rules: Rules) -> ParsedItem:
     return item.but(body="\n".join(kept), source=item.source or named[-1])
 
 
-def _is_boilerplate(line: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
-    return any(pattern.fullmatch(line) for pattern in patterns)
+# A pattern whose meaning hangs on group numbers (a backreference, a conditional) or that sets flags
+# for the whole expression cannot be one branch of a larger regex: such a list is tried pattern by pattern.
+NOT_A_BRANCH = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?[aiLmsux]+\)")
 
 
 @lru_cache(maxsize=16)
-def _blank_is_boilerplate(patterns: tuple[re.Pattern[str], ...]) -> bool:
-    return _is_boilerplate("", patterns)
+def boilerplate_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
+    """Whether a whole line is boilerplate: the patterns joined into one alternation, so a line costs
+    one regex call instead of one a pattern (a fullmatch of the alternation matches where any one
+    pattern's fullmatch does). Patterns that cannot be joined are tried one by one."""
+    flags = {pattern.flags for pattern in patterns}
+    if len(flags) == 1 and not any(NOT_A_BRANCH.search(pattern.pattern) for pattern in patterns):
+        try:
+            return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns), flags.pop()).fullmatch
+        except re.error:
+            pass  # e.g. a group name used twice
+    return lambda line: any(pattern.fullmatch(line) for pattern in patterns)
 
 
 def drop_boilerplate(item: ParsedItem, rules: Rules) -> ParsedItem:
     """Whole lines matching a boilerplate pattern (share prompts, newsletter and cookie lines) go."""
+    is_boilerplate = boilerplate_match(rules.boilerplate)
     # Half the lines are the blank ones between paragraphs: asked about once, not once a line.
-    keep_blank = not _blank_is_boilerplate(rules.boilerplate)
-    kept = [
-        line for line in _lines(item.body) if (keep_blank if not line else not _is_boilerplate(line, rules.boilerplate))
-    ]
+    keep_blank = not is_boilerplate("")
+    kept = [line for line in _lines(item.body) if (keep_blank if not line else not is_boilerplate(line))]
     return item.but(body="\n".join(kept))
 
 

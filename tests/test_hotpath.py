@@ -17,7 +17,13 @@ from ftfy.badness import MOJIBAKE_CATEGORIES
 from shared import language
 from shared.decode import FTFY_CONFIG, decode_text, needs_ftfy
 from shared.fingerprint import QUOTE_STYLES, canonical
-from shared.normalise import LANGUAGE_SAMPLE_CHARS, _language_identifier, detect_language, language_sample
+from shared.normalise import (
+    LANGUAGE_SAMPLE_CHARS,
+    _language_identifier,
+    boilerplate_match,
+    detect_language,
+    language_sample,
+)
 from shared.parsers import ParsedItem
 from shared.pipeline import Context, Derived, derive
 from shared.settings import Settings
@@ -222,6 +228,48 @@ def test_a_damaged_cache_is_replaced_and_an_unwritable_one_is_no_error(shipped_i
     blocked.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     _same_answers(language.load(), shipped_identifier)
+
+
+BOILERPLATE_LINES = [
+    "",
+    "Enjoyed this post? Share it!",
+    "enjoyed the story share it",
+    "Share this article on Facebook, Twitter.",
+    "Read more here:",
+    "Advertisement",
+    "ADVERTISEMENT below",
+    "(Reporting by Jane Doe; Editing by John Roe)",
+    "Reporting by A; editing by B.",
+    "© 2024 The Chronicle",
+    "Copyright (c) The Chronicle. All rights reserved.",
+    "Follow us on",
+    "abab",
+    "abba",
+    "Putin seeks foreign volunteers to fight in Ukraine",
+    "Click here to subscribe to everything, now and forever, and a great deal more words than eighty.",
+]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [r"(ab)\1"],  # a backreference: its group's number would change in a joined regex
+        [r"(?i)shout"],  # a global flag
+        [r"(?P<w>a)b", r"(?P<w>b)a"],  # one group name twice
+        [r"(a|ab)(c|bcd)(d*)", r"[a-z]+ \d+"],
+    ],
+)
+def test_boilerplate_joined_into_one_regex_matches_the_lines_any_pattern_matched(extra):
+    """The joined alternation drops exactly the lines one of the patterns, tried alone, would drop."""
+    patterns = tuple(re.compile(p, re.IGNORECASE) for p in [*Settings(_env_file=None).boilerplate_patterns, *extra])
+    is_boilerplate = boilerplate_match(patterns)
+    rng = random.Random(3)
+    lines = BOILERPLATE_LINES + [
+        "".join(rng.choice("abcd ()©.;") for _ in range(rng.randrange(12))) for _ in range(3000)
+    ]
+    for line in lines:
+        assert bool(is_boilerplate(line)) == any(p.fullmatch(line) for p in patterns), line
 
 
 def _old_canonical(text: str) -> str:
