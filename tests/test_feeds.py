@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,6 +22,7 @@ from shared.feeds import (
     fetch,
     next_poll,
     safe_client,
+    shared_ssl_context,
 )
 from shared.models import Feed
 from shared.opml import Outline, read_opml, write_opml
@@ -367,3 +370,15 @@ def test_durations(text, seconds):
 def test_bad_durations_are_refused(text):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_clients_share_one_ssl_context_a_process_and_a_forked_child_makes_its_own():
+    """Loading the CA certificates once a process, not once a fetch; never OpenSSL state across a fork."""
+    first = shared_ssl_context()
+    with safe_client(LIMITS) as one, safe_client(LIMITS) as two:
+        assert one._transport._pool._ssl_context is two._transport._pool._ssl_context is first
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname  # still httpx's verifying default
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if shared_ssl_context() is not first else 1)
+    assert os.waitpid(child, 0)[1] == 0
