@@ -161,13 +161,19 @@ class Deployment:
 
     def count_items(self) -> int:
         """Items in the deployment's SQLite store, read directly: cheaper than `ingest status` in a loop."""
+        rows = self.query("SELECT count(*) FROM items")
+        return rows[0][0] if rows else 0
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        """Rows from the deployment's SQLite store, read-only; none before the store exists. What a
+        wait loop polls: each `ingest` command costs most of a second of CPU, a query almost none."""
         import sqlite3
 
         database = self.folder / "data" / "ingest.db"
         if not database.exists():
-            return 0
+            return []
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as connection:
-            return connection.execute("SELECT count(*) FROM items").fetchone()[0]
+            return connection.execute(sql, params).fetchall()
 
     def log_text(self) -> str:
         return self.up_log.read_text(errors="replace") if self.up_log.exists() else ""

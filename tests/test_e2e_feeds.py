@@ -73,12 +73,13 @@ def test_a_failing_feed_backs_off_while_others_keep_their_schedule_and_301_moves
     site.start("--concurrency", "2")
     for path in ("/broken.xml", "/good.xml", "/moved.xml"):
         site.run("feeds", "add", feed_server.url(path), "--every", "0.5s")
+    broken_url = feed_server.url("/broken.xml")
     wait_until(
-        lambda: (feed_by_url(site, feed_server.url("/broken.xml")) or {}).get("error_count", 0) >= 3,
+        lambda: site.query("SELECT 1 FROM feeds WHERE url = ? AND error_count >= 3", broken_url),
         30,
         "three failed polls",
     )
-    broken = feed_by_url(site, feed_server.url("/broken.xml"))
+    broken = feed_by_url(site, broken_url)
     assert broken["last_status"] == 500 and not broken["healthy"] and broken["enabled"]
     next_wait = datetime.fromisoformat(broken["next_poll"]) - datetime.fromisoformat(broken["last_polled"])
     assert next_wait.total_seconds() >= 0.5 * 2**3 * 0.9, "the wait did not grow with the failures"
