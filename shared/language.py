@@ -140,8 +140,17 @@ def read_cache(folder: Path) -> Model:
     fits = table.shape[1] == len(classes) == len(priors) and len(rows) == len(outputs)
     if not fits or len(nextmove) != (max(rows) + 1) * 256:
         raise ValueError(f"the cached language model in {folder} does not fit together")
-    os.utime(folder)  # read now: see _remove_leftovers
+    _mark_read(folder)
     return Model(table, priors, classes, nextmove, rows, outputs)
+
+
+def _mark_read(folder: Path) -> None:
+    """Its time set to now, so _remove_leftovers of another version keeps it; a cache on a read-only
+    filesystem (a container's image) is read all the same."""
+    try:
+        os.utime(folder)
+    except OSError:
+        pass
 
 
 def write_cache(model: Model, folder: Path) -> None:

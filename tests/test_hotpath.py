@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import unicodedata
 
 import ftfy
@@ -228,6 +229,22 @@ def test_a_damaged_cache_is_replaced_and_an_unwritable_one_is_no_error(shipped_i
     blocked.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     _same_answers(language.load(), shipped_identifier)
+
+
+def test_a_cache_on_a_read_only_filesystem_is_read_not_unpacked_again(tmp_path, monkeypatch):
+    """A container image's cache cannot be touched or rewritten: it is mapped all the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    language.load()
+    folder = str(language.cache_folder())
+    if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode != 0:
+        pytest.skip("needs a bind mount (root with CAP_SYS_ADMIN) to make a read-only filesystem")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", folder], check=True, capture_output=True)
+        with pytest.raises(OSError):
+            os.utime(folder)
+        assert isinstance(language.load().nb_ptc.base, np.memmap)
+    finally:
+        subprocess.run(["umount", folder], check=True)
 
 
 BOILERPLATE_LINES = [
