@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
@@ -179,3 +181,24 @@ def test_a_child_whose_parent_died_before_it_asked_for_the_signal_ends_too(tmp_p
 
     wait_until(ended, 30, "the orphaned child to end")
     assert not survived.exists()
+
+
+@pytest.mark.parametrize("body_encoding", [None, "base64"])
+def test_the_oldest_pending_age_reads_a_queued_message_of_either_body_encoding(clean_redis, body_encoding):
+    """`ingest_oldest_pending_seconds` sees a queued message's oldest arrival, its body JSON text (as
+    this version sends it) or base64 (as senders before it did)."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.messages import Batch, RawInput
+    from shared.settings import Settings
+    from worker.app import create_app
+    from worker.metrics_server import oldest_pending_seconds
+
+    app = create_app(Settings(), broker_url=clean_redis)
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "body_encoding": body_encoding}
+    raw = RawInput.from_bytes(b"A title\n\nA body.\n", kind="file", ref="file:old.txt")
+    raw = raw.model_copy(update={"seen_at": datetime.now(UTC) - timedelta(seconds=60)})
+    app.send_task("ingest.process", args=[Batch(inputs=[raw]).to_message()], queue="waiting")
+    queued = json.loads(redis.Redis.from_url(clean_redis).lindex("waiting", -1))
+    assert queued["properties"]["body_encoding"] == body_encoding  # the sender wrote the kind asked for
+    assert 60 <= oldest_pending_seconds(redis.Redis.from_url(clean_redis), ("waiting",)) < 90

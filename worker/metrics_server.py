@@ -26,11 +26,18 @@ from shared.errors import ServiceError
 from worker.broker import queue_counts
 
 
+def _body_of(envelope: dict) -> str | bytes:
+    """A queued task's body: base64 where its envelope says so (kombu's default, which senders before
+    the JSON-text setting used), else its JSON text as it is."""
+    body = envelope["body"]
+    return base64.b64decode(body) if envelope["properties"].get("body_encoding") == "base64" else body
+
+
 def _seen_at_of(raw_message: bytes) -> float | None:
     """When the oldest input of a queued ingest message arrived (its seen_at), as a Unix time."""
     try:
         envelope = json.loads(raw_message)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        args = json.loads(_body_of(envelope))[0]
         seen = [datetime.fromisoformat(i["seen_at"]).timestamp() for i in args[0]["inputs"]]
     except (ValueError, KeyError, IndexError, TypeError):
         return None  # not an ingest message (a feed task): it carries no arrival time
