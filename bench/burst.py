@@ -146,7 +146,7 @@ def run(context: Context) -> Section:
     ]
     section.table(HEADER, rows)
     section.lines += [
-        "Where the SQLite bursts' CPU went, over the same window (`pool`: the worker's pool processes together; "
+        "Where the SQLite bursts' CPU went, over the same window (the worker's pool processes together; "
         "`wait`: `ingest wait`; PostgreSQL's server not counted):",
         "",
     ]

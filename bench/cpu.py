@@ -8,19 +8,9 @@ from collections import Counter
 
 import psutil
 
-ROLES_IN_ORDER = ["pool", "watch", "wait", "redis", "worker", "beat", "up"]
+from bench.roles import role_of
 
-
-def role_of(process: psutil.Process) -> str:
-    """`ingest <role>` by its command line; a worker's forked pool processes apart from its main one."""
-    command = process.cmdline()
-    if "worker.cli" not in command:
-        return process.name()
-    role = command[command.index("worker.cli") + 1]
-    parent = process.parent()
-    if role == "worker" and parent is not None and "worker" in parent.cmdline():
-        return "pool"
-    return role
+ROLES_IN_ORDER = ["worker pool process", "watcher", "wait", "redis", "worker", "beat", "supervisor"]
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -47,8 +37,9 @@ class CpuWindow:
         seen = {}
         for process in self._processes():
             try:
-                role = "redis" if process.name().startswith("redis-server") else role_of(process)
-                seen[process.pid] = (role, _cpu_seconds(process))
+                role = "redis" if process.name().startswith("redis-server") else role_of(process, self.up_pid)
+                if role is not None:
+                    seen[process.pid] = (role, _cpu_seconds(process))
             except psutil.Error:
                 continue  # ended between the listing and the reading
         return seen

@@ -22,28 +22,13 @@ import psutil
 
 from bench.burst import timed_burst
 from bench.corpus import write_articles
+from bench.roles import role_of
 from bench.site import Site, flush_redis
 from bench.stats import Section, median, say
 from bench.suite import Context
 
 LIMIT_MB = 250
 FLAT_WITHIN = 0.10
-ROLES = {"up": "supervisor", "watch": "watcher", "beat": "beat", "worker": "worker"}
-
-
-def role_of(process: psutil.Process, supervisor_pid: int) -> str | None:
-    try:
-        argv = process.cmdline()
-        parent = process.ppid()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    if "worker.cli" not in argv:
-        return None
-    command = argv[argv.index("worker.cli") + 1] if argv.index("worker.cli") + 1 < len(argv) else ""
-    role = ROLES.get(command)
-    if role == "worker" and parent != supervisor_pid:
-        return "worker pool process"  # forked by the worker's main process: the same command line
-    return role
 
 
 @dataclass
