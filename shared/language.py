@@ -7,6 +7,11 @@ Unpacking the bundled model (LZMA, then float16 to float32) costs about 0.7 s of
 of every worker and of every process that derives items. So the unpacked arrays are kept on disk,
 in the user's cache folder, and later processes map them instead: the scoring table is shared by
 every process on the machine through the page cache, and a start costs about 0.05 s.
+
+The DFA that finds the features is an Aho-Corasick automaton over a trie 6 bytes deep (checked when
+the model is unpacked: trie_depth). Its state after any byte is then the state it reaches from the
+start over the last 6 bytes alone, so the states of a whole text are found in 6 vectorised steps
+over every position at once (window_features) instead of a Python step a byte.
 """
 
 from __future__ import annotations
@@ -26,17 +31,17 @@ import numpy as np
 import py3langid
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-CACHE_FORMAT = 1  # raise when what is cached, or how, changes
+CACHE_FORMAT = 2  # raise when what is cached, or how, changes
 STALE_TEMP_SECONDS = 3600  # a half-written cache folder this old belongs to a process that died writing it
 # Another version's folder unread this long is removed (two installs on one machine each keep theirs).
 UNUSED_SECONDS = 7 * 24 * 3600
 
 
 def feature_counts(nextmove, rowbase, output, text: bytes) -> Counter | None:
-    """py3langid's visit_counts with one step less a byte (its DFA walk is pure Python, most of the
-    cost of a language guess): every state's output is kept, and the states without one (-1) are
-    dropped from the counts once at the end, not tested at each byte. The order of first sight, which
-    fixes the order of the float32 sums in scoring, is the same."""
+    """py3langid's visit_counts with one step less a byte: for a DFA that trie_depth cannot vouch for,
+    and the reference window_features is tested against. Every state's output is kept, and the states
+    without one (-1) are dropped from the counts once at the end, not tested at each byte. The order
+    of first sight, which fixes the order of the float32 sums in scoring, is the same."""
     state, outputs = 0, []
     append = outputs.append
     for letter in text:
@@ -47,12 +52,84 @@ def feature_counts(nextmove, rowbase, output, text: bytes) -> Counter | None:
     return counts or None
 
 
+def window_features(nextmove: np.ndarray, rowbase: np.ndarray, outputs: np.ndarray, depth: int, text: bytes):
+    """The features feature_counts finds, as (ids in order of first sight, their counts), for a DFA
+    that is an Aho-Corasick automaton over a trie `depth` bytes deep: the state after each byte is
+    the state reached from the start over the `depth` bytes ending at it (fewer at the text's start).
+    So every position takes its oldest byte first, then the next, `depth` numpy steps in all; the
+    same states as the byte-by-byte walk, 2-3x faster on a 500-character sample. None: no feature."""
+    letters = np.frombuffer(text, dtype=np.uint8)
+    states = np.zeros(len(letters), dtype=np.intp)
+    for back in range(min(depth, len(letters)) - 1, -1, -1):
+        # Positions from `back` on read the byte `back` places before them.
+        states[back:] = nextmove[rowbase[states[back:]] + letters[: len(letters) - back]]
+    features = outputs[states]
+    features = features[features >= 0]
+    if features.size == 0:
+        return None
+    ids, first_seen, counts = np.unique(features, return_index=True, return_counts=True)
+    order = np.argsort(first_seen)  # the order of the float32 sums in scoring, so of its bits
+    return ids[order], counts[order].astype(np.float32)
+
+
+def trie_depth(nextmove: np.ndarray, rows: np.ndarray) -> int | None:
+    """How deep the trie is, when the DFA is the Aho-Corasick automaton of a trie; None when not.
+
+    Checked level by level from the start state (about 0.5 s, once a machine): a state first reached
+    at level d+1 has exactly one way in from level d (its trie parent), and every other move of a
+    state is the move of its failure state (for the first level, the start state itself), as the
+    automaton is built. Then the state after a text is the longest suffix of it in the trie, so
+    window_features may take the last `depth` bytes alone."""
+    table = np.asarray(nextmove).reshape(-1, 256)
+    row_of = np.asarray(rows, dtype=np.intp)
+    depth = np.full(len(row_of), -1, dtype=np.intp)
+    failure = np.zeros(len(row_of), dtype=np.intp)
+    depth[0], level, deepest = 0, np.zeros(1, dtype=np.intp), 0
+    while level.size:
+        # In parts of a few thousand states: a level's moves at once would take some 200 MB.
+        parts = [
+            _trie_children(table, row_of, depth, failure, part, deepest)
+            for part in np.array_split(level, -(-level.size // 4096))
+        ]
+        if any(children is None for children in parts):
+            return None
+        level = np.concatenate(parts)
+        if np.unique(level).size != level.size:
+            return None  # a state with two trie parents: not a trie
+        deepest += bool(level.size)
+    return deepest
+
+
+def _trie_children(table, row_of, depth, failure, states, deepest) -> np.ndarray | None:
+    """The trie children of `states` (all at depth `deepest`), their failure states set; None when a
+    move is neither a child nor the failure state's move."""
+    moves = table[row_of[states]].astype(np.intp)  # one row a state, one column a byte
+    depth[moves[depth[moves] < 0]] = deepest + 1
+    is_child = depth[moves] == deepest + 1
+    fallback = 0 if deepest == 0 else table[row_of[failure[states]]]
+    if np.any(np.where(is_child, moves, fallback) != moves):
+        return None
+    parents, letters = np.nonzero(is_child)
+    children = moves[is_child]
+    failure[children] = 0 if deepest == 0 else table[row_of[failure[states[parents]]], letters]
+    return children
+
+
 class FastIdentifier(LanguageIdentifier):
+    """py3langid's identifier, its features found by window_features when the DFA allows it, else
+    by feature_counts; scored by py3langid's own code either way."""
+
+    window: int | None = None
+
     def _raw_score(self, text: bytes):
-        counts = feature_counts(self.tk_nextmove, self._rowbase, self.tk_output, text)
-        if counts:
-            return self._sparse_score(counts, self.nb_ptc)
-        return super()._raw_score(b"")  # no features: py3langid's own answer for that
+        if self.window is None:
+            counts = feature_counts(self.tk_nextmove, self._rowbase, self.tk_output, text)
+            return self._sparse_score(counts, self.nb_ptc) if counts else super()._raw_score(b"")
+        found = window_features(self.tk_nextmove, self._rowbase, self.tk_output, self.window, text)
+        if found is None:
+            return super()._raw_score(b"")  # no features: py3langid's own answer for that
+        ids, counts = found
+        return np.log1p(counts) @ self.nb_ptc[ids] + self.nb_pc  # py3langid's _sparse_score, from arrays
 
 
 @dataclass
@@ -62,20 +139,23 @@ class Model:
     table: np.ndarray  # float32, one row a DFA output, one column a language
     priors: np.ndarray
     classes: list[str]
-    nextmove: array
-    rows: array
-    outputs: list[int]
+    nextmove: np.ndarray  # the DFA: 256 moves a row
+    rows: np.ndarray  # each state's row of moves
+    outputs: np.ndarray  # each state's feature, -1 for none
+    window: int | None  # trie_depth of the DFA
 
     def identifier(self) -> FastIdentifier:
-        return FastIdentifier(
-            self.table,
-            self.priors,
-            self.classes,
-            self.nextmove,
-            self.outputs,
-            norm_probs=True,
-            tk_row=self.rows,
+        if self.window is None:  # the byte-by-byte walk indexes Python arrays faster than numpy's
+            nextmove, rows, outputs = _int_array(self.nextmove), _int_array(self.rows), self.outputs.tolist()
+        else:  # numpy's, the mapped DFA among them: one copy in the page cache for every process
+            nextmove, rows, outputs = self.nextmove, (), self.outputs
+        identifier = FastIdentifier(
+            self.table, self.priors, self.classes, nextmove, outputs, norm_probs=True, tk_row=rows
         )
+        if self.window is not None:
+            identifier.tk_row, identifier._rowbase = self.rows, self.rows.astype(np.intp) << 8
+            identifier.window = self.window
+        return identifier
 
 
 def load() -> FastIdentifier:
@@ -85,7 +165,7 @@ def load() -> FastIdentifier:
     if folder is not None and folder.is_dir():
         try:
             return read_cache(folder).identifier()
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(folder, ignore_errors=True)  # damaged: unpacked again below and written anew
     model = unpacked_model()
     if folder is not None:
@@ -94,7 +174,7 @@ def load() -> FastIdentifier:
 
 
 def unpacked_model() -> Model:
-    """The model as py3langid ships it, the table made float32.
+    """The model as py3langid ships it, the table made float32, the DFA's depth checked.
 
     The model ships the table as float16, and scoring converted the rows a text touches to float32
     at every call: 60 % of the scoring. Converted once here (the same float32 values, so the same
@@ -102,13 +182,16 @@ def unpacked_model() -> Model:
     the pool processes share the pages.
     """
     shipped = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    nextmove = np.frombuffer(shipped.tk_nextmove, dtype=f"u{shipped.tk_nextmove.itemsize}")
+    rows = np.frombuffer(shipped.tk_row, dtype=f"u{shipped.tk_row.itemsize}")
     return Model(
         shipped.nb_ptc.astype(np.float32),
         np.asarray(shipped.nb_pc, dtype=np.float32),
         list(shipped.nb_classes),
-        shipped.tk_nextmove,
-        shipped.tk_row,
-        list(shipped.tk_output),
+        nextmove,
+        rows,
+        np.asarray(shipped.tk_output, dtype=np.int32),
+        trie_depth(nextmove, rows),
     )
 
 
@@ -129,19 +212,19 @@ def cache_folder() -> Path | None:
 
 
 def read_cache(folder: Path) -> Model:
-    """The cached arrays: the table mapped read-only (shared through the page cache), the DFA copied
-    into arrays (its walk indexes them a byte at a time, faster than a mapped buffer)."""
+    """The cached arrays, the table and the DFA mapped read-only: shared through the page cache."""
     table = np.asarray(np.load(folder / "table.npy", mmap_mode="r"))
     classes = json.loads((folder / "classes.json").read_text())
+    window = json.loads((folder / "dfa.json").read_text())["window"]
     priors = np.load(folder / "priors.npy")
-    nextmove = _int_array(np.load(folder / "nextmove.npy", mmap_mode="r"))
-    rows = _int_array(np.load(folder / "rows.npy", mmap_mode="r"))
-    outputs = np.load(folder / "outputs.npy").tolist()
+    nextmove = np.load(folder / "nextmove.npy", mmap_mode="r")
+    rows = np.load(folder / "rows.npy")
+    outputs = np.load(folder / "outputs.npy")
     fits = table.shape[1] == len(classes) == len(priors) and len(rows) == len(outputs)
-    if not fits or len(nextmove) != (max(rows) + 1) * 256:
+    if not fits or len(nextmove) != (int(rows.max()) + 1) * 256 or not (window is None or isinstance(window, int)):
         raise ValueError(f"the cached language model in {folder} does not fit together")
     _mark_read(folder)
-    return Model(table, priors, classes, nextmove, rows, outputs)
+    return Model(table, priors, classes, nextmove, rows, outputs, window)
 
 
 def _mark_read(folder: Path) -> None:
@@ -165,10 +248,11 @@ def write_cache(model: Model, folder: Path) -> None:
     try:
         np.save(partial / "table.npy", model.table)
         np.save(partial / "priors.npy", model.priors)
-        np.save(partial / "nextmove.npy", np.frombuffer(model.nextmove, dtype=f"u{model.nextmove.itemsize}"))
-        np.save(partial / "rows.npy", np.frombuffer(model.rows, dtype=f"u{model.rows.itemsize}"))
-        np.save(partial / "outputs.npy", np.asarray(model.outputs, dtype=np.int32))
+        np.save(partial / "nextmove.npy", model.nextmove)
+        np.save(partial / "rows.npy", model.rows)
+        np.save(partial / "outputs.npy", model.outputs)
         (partial / "classes.json").write_text(json.dumps(model.classes))
+        (partial / "dfa.json").write_text(json.dumps({"window": model.window}))
         partial.rename(folder)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)

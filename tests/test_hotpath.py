@@ -3,6 +3,7 @@ language detected on a bounded sample, the canonical form computed the faster wa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import re
@@ -182,6 +183,49 @@ def test_the_faster_language_walk_scores_as_py3langid_does_to_the_bit(shipped_id
     _same_answers(_language_identifier(), shipped_identifier)
 
 
+def test_the_shipped_dfa_is_checked_as_a_trie_six_bytes_deep_and_walked_by_windows(shipped_identifier):
+    """The identifier takes the windowed walk (trie_depth said yes), and the windowed walk finds the
+    features the byte-by-byte walk finds, in the same order, on every text of _language_texts."""
+    ours = _language_identifier()
+    assert ours.window == 6
+    for text in _language_texts():
+        encoded = ours._encode(text)
+        counts = language.feature_counts(
+            shipped_identifier.tk_nextmove, shipped_identifier._rowbase, shipped_identifier.tk_output, encoded
+        )
+        found = language.window_features(ours.tk_nextmove, ours._rowbase, ours.tk_output, ours.window, encoded)
+        if counts is None:
+            assert found is None, text
+        else:
+            assert [found[0].tolist(), found[1].tolist()] == [list(counts), list(counts.values())], text
+
+
+def _dfa(moves: dict[int, dict[str, int]], default: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A DFA as py3langid lays one out: a row of 256 moves a state (`default` for unlisted bytes)."""
+    table = np.array([[moves.get(state, {}).get(chr(b), default[state]) for b in range(256)] for state in default])
+    return table.astype(np.uint32).ravel(), np.arange(len(default), dtype=np.uint16)
+
+
+# The Aho-Corasick automaton of the trie {"a", "ab"}: 0 the start, 1 "a", 2 "ab".
+AB_MOVES = {0: {"a": 1}, 1: {"a": 1, "b": 2}, 2: {"a": 1}}
+
+
+@pytest.mark.parametrize(
+    "moves, default, depth",
+    [
+        (AB_MOVES, {0: 0, 1: 0, 2: 0}, 2),
+        ({**AB_MOVES, 2: {"a": 1, "b": 2}}, {0: 0, 1: 0, 2: 0}, None),  # "abb" would stay at "ab"
+        ({0: {}, 1: {}}, {0: 1, 1: 0}, None),  # parity: state 1 has 256 ways in from the start
+        ({0: {"a": 1}, 1: {"a": 0}}, {0: 0, 1: 0}, None),  # "aa" back to the start: not its failure move
+        ({0: {}}, {0: 0}, 0),  # no pattern at all
+    ],
+)
+def test_trie_depth_says_yes_only_for_an_aho_corasick_automaton(moves, default, depth):
+    """The windowed walk is taken only when trie_depth proves the state depends on the last bytes alone."""
+    nextmove, rows = _dfa(moves, default)
+    assert language.trie_depth(nextmove, rows) == depth
+
+
 def _language_texts() -> list:
     rng = random.Random(7)
     texts = [*LANGUAGE_TEXTS, SAMPLE.read_text(), *(bytes(rng.randrange(256) for _ in range(200)) for _ in range(50))]
@@ -205,6 +249,8 @@ def test_the_model_is_unpacked_once_and_read_back_from_the_cache_to_the_bit(ship
     assert isinstance(again.nb_ptc.base, np.memmap)  # mapped from the cache, not unpacked again
     assert not isinstance(first.nb_ptc.base, np.memmap)
     _same_answers(again, shipped_identifier)
+    # The byte-by-byte walk, kept for a model whose DFA is no such trie, answers the same too.
+    _same_answers(dataclasses.replace(language.read_cache(folder), window=None).identifier(), shipped_identifier)
 
 
 def test_a_damaged_cache_is_replaced_and_an_unwritable_one_is_no_error(shipped_identifier, tmp_path, monkeypatch):
