@@ -235,3 +235,15 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         from tests import drills
 
         drills.write_readme()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The tests that start processes or search many inputs first: xdist hands tests out in this
+    order, and a long test started last keeps the suite waiting on one worker while the rest idle."""
+    items.sort(key=lambda item: not _long_running(item))
+
+
+def _long_running(item) -> bool:
+    marked = item.get_closest_marker("slow") or item.get_closest_marker("e2e")
+    starts_processes = "redis_url" in getattr(item, "fixturenames", ())
+    return bool(marked) or starts_processes or hasattr(getattr(item, "function", None), "hypothesis")

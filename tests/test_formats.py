@@ -218,6 +218,7 @@ def _download_corpus(marker: Path) -> None:
     marker.touch()
 
 
+@pytest.mark.slow
 def test_feedparser_corpus_never_crashes_a_parser():
     """Every file of feedparser's test corpus ends as items or a clear failure, with no other error."""
     files = _corpus_files()
@@ -259,6 +260,7 @@ def _mutations(seed: int, count: int):
         yield rng.choice([source.name, *names]), bytes(data)
 
 
+@pytest.mark.slow
 def test_mangled_inputs_end_as_items_or_reasons():
     """However broken the bytes, derive gives items, entry failures or an InputError: nothing else."""
     for name, data in _mutations(seed=7, count=1500):

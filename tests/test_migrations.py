@@ -145,6 +145,7 @@ def test_a_new_store_gets_every_table_at_its_first_start(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_version_1_store_upgrades_in_place_with_every_row_kept(version_1_store, tmp_path):
     """`ingest migrate` takes a version-1 store to head; every item, origin, failure, feed and ledger row stays."""
     from shared.migrations import HEAD
@@ -178,6 +179,7 @@ def test_a_version_1_store_upgrades_in_place_with_every_row_kept(version_1_store
     assert "schema revision" in _ingest(tmp_path, version_1_store, "doctor").stdout
 
 
+@pytest.mark.slow
 def test_a_store_newer_than_the_code_is_refused_and_left_alone(tmp_path):
     """A revision this ingest does not know (a newer release migrated it): refused, nothing changed."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
