@@ -68,7 +68,7 @@ def window_features(nextmove: np.ndarray, rowbase: np.ndarray, outputs: np.ndarr
     if features.size == 0:
         return None
     ids, first_seen, counts = np.unique(features, return_index=True, return_counts=True)
-    order = np.argsort(first_seen)  # the order of the float32 sums in scoring, so of its bits
+    order = first_seen.argsort()  # the order of the float32 sums in scoring, so of its bits
     return ids[order], counts[order].astype(np.float32)
 
 
@@ -217,7 +217,8 @@ def read_cache(folder: Path) -> Model:
     classes = json.loads((folder / "classes.json").read_text())
     window = json.loads((folder / "dfa.json").read_text())["window"]
     priors = np.load(folder / "priors.npy")
-    nextmove = np.load(folder / "nextmove.npy", mmap_mode="r")
+    # As plain arrays over the mapping: indexing a np.memmap runs its __getitem__ in Python each time.
+    nextmove = np.asarray(np.load(folder / "nextmove.npy", mmap_mode="r"))
     rows = np.load(folder / "rows.npy")
     outputs = np.load(folder / "outputs.npy")
     fits = table.shape[1] == len(classes) == len(priors) and len(rows) == len(outputs)
