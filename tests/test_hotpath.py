@@ -356,3 +356,24 @@ def test_held_out_content_hashes_are_unchanged(name):
     derived = derive(name, (FIXTURES / "heldout" / name).read_bytes(), CONTEXT)
     got = [entry.content_hash.removeprefix("sha256:") if isinstance(entry, Derived) else None for entry in derived]
     assert got == HELD_OUT_HASHES[name]
+
+
+def test_a_changed_copy_is_what_dataclasses_replace_makes():
+    """ParsedItem.but and Draft.but copy the fields' dict instead of calling __init__ again: the same
+    copy as dataclasses.replace for each field, the original untouched, an unknown field refused."""
+    from datetime import UTC, datetime
+
+    from shared.parsers.text import Draft
+
+    item = ParsedItem("A title", "A body.", source="S", published_at=datetime(2024, 5, 1, tzinfo=UTC), url="u")
+    for field in dataclasses.fields(ParsedItem):
+        changed = item.but(**{field.name: "changed"})
+        assert changed == dataclasses.replace(item, **{field.name: "changed"})
+        assert type(changed) is ParsedItem and getattr(item, field.name) != "changed"
+    assert item.but(title="T", body="B") == dataclasses.replace(item, title="T", body="B")
+    draft = Draft(["a", "b"], fields={"title": "x"})
+    assert draft.but(lines=["b"]) == dataclasses.replace(draft, lines=["b"])
+    with pytest.raises(TypeError, match="no field nope"):
+        item.but(nope=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.but(title="T").title = "again"

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import TypeVar
+
+Frozen = TypeVar("Frozen")
+
+
+def replaced(instance: Frozen, changes: dict[str, object]) -> Frozen:
+    """dataclasses.replace for the frozen dataclasses the pipeline steps pass along (no __post_init__,
+    no slots, no init=False field): a copy of the instance's fields with `changes` over them.
+
+    replace() calls __init__ again, which sets every field through object.__setattr__ (the class is
+    frozen): 15 µs for a ParsedItem, where copying its dict takes 3, and a text item goes through
+    a dozen steps. An unknown field is a TypeError, as with replace()."""
+    unknown = changes.keys() - instance.__dataclass_fields__.keys()
+    if unknown:
+        raise TypeError(f"{type(instance).__name__} has no field {', '.join(sorted(unknown))}")
+    copy = object.__new__(type(instance))
+    copy.__dict__.update(instance.__dict__)
+    copy.__dict__.update(changes)
+    return copy
 
 
 @dataclass(frozen=True)
@@ -22,7 +41,7 @@ class ParsedItem:
 
     def but(self, **changes: object) -> ParsedItem:
         """A copy with some fields changed: steps never mutate what they are given."""
-        return replace(self, **changes)
+        return replaced(self, changes)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from shared.dates import to_utc
 from shared.errors import InputError
-from shared.parsers.model import Document, ParsedItem
+from shared.parsers.model import Document, ParsedItem, replaced
 
 PUBLISHER_MAX_WORDS = 8
 # A line ending in one of these is a sentence, not a publisher's name.
@@ -72,7 +72,7 @@ class Draft:
     fields: dict[str, str] = field(default_factory=dict)
 
     def but(self, **changes: object) -> Draft:
-        return replace(self, **changes)
+        return replaced(self, changes)
 
     def taking(self, count: int, **found: str) -> Draft:
         """The first `count` lines (blank ones before them included) taken, with the fields they gave."""
