@@ -263,22 +263,26 @@ def test_redis_down_at_start(deployment, tmp_path):
 
 class TcpGate:
     """A real TCP forwarder on loopback in front of PostgreSQL that the test can close: while closed,
-    connections are refused and the open ones cut, as when the database host goes away."""
+    connections are refused and the open ones cut at both ends, as when the database host goes away."""
 
     def __init__(self, target_port: int) -> None:
         import socket
         import threading
 
         self._socket, self._threading = socket, threading
+        self._lock = threading.Lock()
+        self._open: list = []
+        self._closed = False
         self.target_port = target_port
         self.port = self._listen(0)
-        self._open: list = []
 
     def _listen(self, port: int) -> int:
         self._listener = self._socket.socket()
         self._listener.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", port))
         self._listener.listen(64)
+        with self._lock:
+            self._closed = False
         self._threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
         return self._listener.getsockname()[1]
 
@@ -289,32 +293,41 @@ class TcpGate:
             except OSError:
                 return  # closed
             server = self._socket.create_connection(("127.0.0.1", self.target_port))
-            self._open += [client, server]
+            with self._lock:
+                # Accepted while close() ran: cut like the others, not left to outlive the fault.
+                cut_now = self._closed
+                if not cut_now:
+                    self._open += [client, server]
+            if cut_now:
+                self._cut(client, server)
+                continue
             for source, sink in ((client, server), (server, client)):
                 self._threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink) -> None:
+    def _pipe(self, source, sink) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
         except OSError:
             pass
         finally:
-            for end in (source, sink):
-                try:
-                    end.close()
-                except OSError:
-                    pass
+            self._cut(source, sink)
+
+    def _cut(self, *ends) -> None:
+        # shutdown, not only close: close() leaves a socket that another thread is reading open
+        # (no FIN sent), so PostgreSQL would keep the session, and its locks, of a client gone.
+        for end in ends:
+            try:
+                end.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected any more
+            end.close()
 
     def close(self) -> None:
         self._listener.close()
-        for connection in self._open:
-            try:
-                connection.shutdown(self._socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._open = []
+        with self._lock:
+            self._closed, cut, self._open = True, self._open, []
+        self._cut(*cut)
 
     def reopen(self) -> None:
         self._listen(self.port)
