@@ -75,6 +75,11 @@ def entry_key(item: ParsedItem) -> str:
     return item.entry_id or item.url or content_hash(item.title, item.body)
 
 
+def _arrival_id(feed: Feed, key: str, digest: str) -> str:
+    """The same entry with the same content is the same arrival, at every poll."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:{digest}").hex
+
+
 def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawInput:
     record = {
         "title": item.title,
@@ -88,13 +93,12 @@ def _entry_message(feed: Feed, key: str, item: ParsedItem, digest: str) -> RawIn
         "language": item.language,
         "entry_id": key,
     }
-    arrival = uuid.uuid5(uuid.NAMESPACE_URL, f"feed:{feed.id}:{key}:{digest}").hex
     return RawInput.from_bytes(
         json.dumps(record, ensure_ascii=False).encode(),
         kind="feed",
         ref=mask_secrets(feed.url),  # provenance, kept and exported: never a feed's password
         entry_id=key,
-        arrival_id=arrival,
+        arrival_id=_arrival_id(feed, key, digest),
         name="entry.json",
     )
 
@@ -108,17 +112,19 @@ def queue_entries(session: Session, feed: Feed, entries: list, send: Send, now: 
         else:
             candidates[entry_key(entry)] = (entry, content_hash(entry.title, entry.body))
     known = subscriptions.known_entries(session, feed.id, candidates)
-    messages = {key: _entry_message(feed, key, item, digest) for key, (item, digest) in candidates.items()}
-    landed = store.landed_keys(session, [f"{m.arrival_id}:0" for m in messages.values()])
     new = [key for key, (_item, digest) in candidates.items() if key not in known or known[key].content_hash != digest]
+    # A known entry is sent again only when its message never landed: it is built only then.
+    fresh = set(new)
+    arrivals = {
+        key: f"{_arrival_id(feed, key, digest)}:0" for key, (_item, digest) in candidates.items() if key not in fresh
+    }
+    landed = store.landed_keys(session, list(arrivals.values()))
     lost = [
         key
-        for key in candidates
-        if key not in new
-        and f"{messages[key].arrival_id}:0" not in landed
-        and (now - known[key].seen_at).total_seconds() > resend_after
+        for key, arrival in arrivals.items()
+        if arrival not in landed and (now - known[key].seen_at).total_seconds() > resend_after
     ]
-    outgoing = [messages[key] for key in new + lost]
+    outgoing = [_entry_message(feed, key, *candidates[key]) for key in new + lost]
     for start in range(0, len(outgoing), ENTRIES_PER_MESSAGE):
         send(Batch(inputs=outgoing[start : start + ENTRIES_PER_MESSAGE]))
     subscriptions.remember_entries(session, feed.id, {key: candidates[key][1] for key in new + lost}, now)
