@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import redis
@@ -72,20 +74,33 @@ def measure_latency(client: redis.Redis, timeout: float) -> list[float]:
     return [float(value) * 1000 for value in client.lrange(noop_app.LATENCY_KEY, 0, -1)]
 
 
-def run_once(context: Context) -> tuple[float, list[float], float]:
+@contextmanager
+def ready_worker(context: Context) -> Iterator[tuple[redis.Redis, subprocess.Popen]]:
+    """A no-op worker on a flushed Redis, ready when a first task has run: the pool is up and consuming."""
     flush_redis(context.redis_url)
     noop_app.app.conf.broker_url = context.redis_url
     client = redis.Redis.from_url(context.redis_url)
     worker = start_worker(context.redis_url, context.options.concurrency)
     try:
-        # Ready when a first task has run: the pool is up and consuming.
         noop_app.noop_timed.apply_async(args=[time.time()], queue=noop_app.QUEUE)
         wait_for(lambda: client.llen(noop_app.LATENCY_KEY) >= 1, 60, "the no-op worker to start")
+        yield client, worker
+    finally:
+        stop_worker(worker)
+
+
+def run_once(context: Context) -> tuple[float, list[float], float]:
+    with ready_worker(context) as (client, worker):
         rate = measure_throughput(client, context.options.docs, context.options.timeout)
         latencies = measure_latency(client, 120)
         return rate, latencies, tree_rss_mb(worker.pid)
-    finally:
-        stop_worker(worker)
+
+
+def paired_rate(context: Context) -> float:
+    """The baseline's throughput once more, right before a burst: what the machine gave at that
+    moment (its speed moves by a third within the hour here, more than a run of three lasts)."""
+    with ready_worker(context) as (client, _worker):
+        return measure_throughput(client, context.options.docs, context.options.timeout)
 
 
 def run(context: Context) -> Section:

@@ -13,9 +13,10 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench import baseline
 from bench.corpus import write_articles
 from bench.cpu import ROLES_IN_ORDER, CpuWindow
 from bench.site import BenchError, Site, flush_redis, move_all, postgres_schema
@@ -33,6 +34,11 @@ class BurstRun:
     rename_seconds: float
     problems: Counter
     cpu: Counter  # CPU seconds by process role over the timed window
+    paired_baseline: float | None = None  # the no-op baseline's messages/s, measured just before this run
+
+    @property
+    def paired_ratio(self) -> float | None:
+        return self.rate / self.paired_baseline if self.paired_baseline else None
 
     @property
     def rate(self) -> float:
@@ -80,15 +86,26 @@ def repeated(context: Context, label: str, once: Callable[[int], BurstRun]) -> l
     runs = []
     for number in range(context.options.runs):
         result = once(number)
-        say(f"{label} run {number + 1}: {result.rate:,.0f} docs/s to wait, {result.commit_rate:,.0f} to last commit")
+        paired = f"; {result.paired_ratio:.2f}x the baseline run just before" if result.paired_ratio else ""
+        say(
+            f"{label} run {number + 1}: {result.rate:,.0f} docs/s to wait, "
+            f"{result.commit_rate:,.0f} to last commit{paired}"
+        )
         runs.append(result)
     return runs
+
+
+def with_paired_baseline(context: Context, burst: Callable[[], BurstRun]) -> BurstRun:
+    """A burst with a baseline throughput run just before it, so that its ratio compares two moments
+    of one machine, not a burst with a baseline measured minutes earlier."""
+    rate = baseline.paired_rate(context)
+    return replace(burst(), paired_baseline=rate)
 
 
 def rows_for(label: str, runs: list[BurstRun], context: Context, unit: str = "docs/s") -> list[list[str]]:
     base = context.baseline.rate if context.baseline else None
     rates, commits = [r.rate for r in runs], [r.commit_rate for r in runs]
-    return [
+    rows = [
         [f"{label}: {unit} to `ingest wait`", f"{median(rates):,.0f}", ratio(median(rates), base), runs_text(rates)],
         [
             f"{label}: {unit} to last commit",
@@ -97,6 +114,19 @@ def rows_for(label: str, runs: list[BurstRun], context: Context, unit: str = "do
             runs_text(commits),
         ],
     ]
+    paired = [r.paired_ratio for r in runs if r.paired_ratio]
+    if paired and len(paired) == len(runs):
+        bases = [r.paired_baseline for r in runs]
+        rows.append(
+            [
+                f"{label}: to `ingest wait`, each run against a baseline run just before it "
+                f"(those ran {runs_text(bases)} msg/s)",
+                "–",
+                f"{median(paired):.2f}x",
+                " / ".join(f"{value:.2f}x" for value in paired),
+            ]
+        )
+    return rows
 
 
 HEADER = ["figure", "median", "vs no-op baseline", "runs"]
@@ -127,7 +157,11 @@ def merged_problems(runs: list[BurstRun]) -> Counter:
 def run(context: Context) -> Section:
     docs = context.options.docs
     section = Section(f"(a) burst: {docs:,} seed-style articles renamed into seeds/ at once")
-    sqlite_runs = repeated(context, "burst sqlite", lambda n: burst_once(context, sqlite_store, docs, n, False))
+    sqlite_runs = repeated(
+        context,
+        "burst sqlite",
+        lambda n: with_paired_baseline(context, lambda: burst_once(context, sqlite_store, docs, n, False)),
+    )
     rows = rows_for("SQLite", sqlite_runs, context)
     context.burst_rate = median([r.rate for r in sqlite_runs])
     problems = merged_problems(sqlite_runs)
