@@ -160,6 +160,10 @@ def poll_feed(
     resend_after: float,
 ) -> PollReport:
     started = time.perf_counter()
+    # Nothing of the store is held while the feed answers (as long as the fetch timeout): the
+    # caller's reads end here. So PostgreSQL keeps no session idle in transaction across the network,
+    # and SQLite no read snapshot, which a write after a burst's commits would find stale.
+    session.commit()
     result = fetch(client, feed.url, feed.etag, feed.last_modified, limits)
     document, new_entries = None, 0
     if result.ok:

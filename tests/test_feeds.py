@@ -289,6 +289,23 @@ def test_an_entry_whose_message_never_landed_is_sent_again(feed_server, db_url):
     assert len(sent) == 2 and sent[0].inputs[0].arrival_id == sent[1].inputs[0].arrival_id
 
 
+def test_a_poll_holds_no_store_transaction_while_the_feed_answers(feed_server, db_url):
+    """The feed's row is read, then its transaction ends before the request goes out: a slow feed
+    keeps no store session open (idle in transaction on PostgreSQL) while it answers."""
+    feed_server.routes["/slow"] = Route(body=rss("News", TWO), delay=0.2)
+    url = feed_server.url("/slow")
+    with session_scope(db_url) as session:
+        subscriptions.add_feed(session, url, 60)
+    in_transaction_at_request: list[bool] = []
+    with session_scope(db_url) as session, safe_client(LIMITS) as http:
+        http.event_hooks["request"].append(lambda _request: in_transaction_at_request.append(session.in_transaction()))
+        feed = subscriptions.find_feed(session, url)
+        assert session.in_transaction()
+        report = poll_feed(session, feed, http, LIMITS, POLICY, [].append, NOW, keep_raw=True, resend_after=600)
+    assert in_transaction_at_request == [False]
+    assert report.new_entries == 2 and _feed(db_url, url).last_status == 200
+
+
 def test_failing_polls_are_counted_and_a_301_moves_the_url(feed_server, db_url):
     feed_server.routes["/broken"] = Route(status=500)
     feed_server.routes["/old"] = Route(status=301, headers={"Location": "/new"})
