@@ -148,6 +148,8 @@ class Model:
         if self.window is None:  # the byte-by-byte walk indexes Python arrays faster than numpy's
             nextmove, rows, outputs = _int_array(self.nextmove), _int_array(self.rows), self.outputs.tolist()
         else:  # numpy's, the mapped DFA among them: one copy in the page cache for every process
+            # No rows to py3langid: it would build its row offsets as a Python list, element by
+            # element from numpy, only for them to be replaced by the array set below.
             nextmove, rows, outputs = self.nextmove, (), self.outputs
         identifier = FastIdentifier(
             self.table, self.priors, self.classes, nextmove, outputs, norm_probs=True, tk_row=rows
