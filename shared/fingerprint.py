@@ -67,17 +67,29 @@ _rng = np.random.default_rng(0x1E57)  # fixed: every worker on every machine mus
 _A = _rng.integers(1, _PRIME, HASHES, dtype=np.uint64)
 _B = _rng.integers(0, _PRIME, HASHES, dtype=np.uint64)
 WORD = re.compile(r"\w+")
+# An ASCII text's words: every byte that is not a word character (\w on ASCII: letters, digits,
+# underscore) made a space, then split. The same words as WORD.findall, about 4x faster.
+_ASCII_NON_WORD_TO_SPACE = bytes(code if chr(code).isalnum() or code == ord("_") else ord(" ") for code in range(128))
+_ASCII_NON_WORD_TO_SPACE += b" " * 128  # never met: only ASCII text takes this way
 _EMPTY = np.full(HASHES, np.iinfo(np.uint32).max, dtype=np.uint32)
+
+
+def shingle_words(body: str) -> list[bytes]:
+    """The canonical words of a body, UTF-8 encoded: the runs of word characters of its NFKC form,
+    case folded. Quote and dash styles are made plain first: they are not word characters, so the
+    words stay the same, but most text is ASCII afterwards and then takes the faster way."""
+    folded = _plain_quotes(unicodedata.normalize("NFKC", body).casefold())
+    if folded.isascii():
+        return folded.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return list(map(str.encode, WORD.findall(folded)))
 
 
 def shingle_hashes(body: str) -> np.ndarray:
     """64-bit hashes of the overlapping 3-word shingles of a body's canonical words, a repeated
     shingle as often as it occurs: MinHash takes minima, which repeats do not change, and np.unique
     cost a fifth of the signature."""
-    # Words only, so quote and dash styles and white space fall away without canonical()'s extra passes.
-    words = WORD.findall(unicodedata.normalize("NFKC", body).casefold())
-    # map() over C functions, no Python frame a word: the same values, a third faster.
-    hashed = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    # map() over a C function, no Python frame a word; a list first, which numpy takes faster than an iterator.
+    hashed = np.array(list(map(zlib.crc32, shingle_words(body))), dtype=np.uint64)
     if len(hashed) < SHINGLE_WORDS:
         return hashed
     # Combining word hashes positionally makes "a b c" and "c b a" different shingles.

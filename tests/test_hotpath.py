@@ -4,12 +4,14 @@ language detected on a bounded sample, the canonical form computed the faster wa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import random
 import re
 import shutil
 import subprocess
 import unicodedata
+import zlib
 
 import ftfy
 import numpy as np
@@ -18,7 +20,7 @@ from ftfy.badness import MOJIBAKE_CATEGORIES
 
 from shared import language
 from shared.decode import FTFY_CONFIG, decode_text, needs_ftfy
-from shared.fingerprint import QUOTE_STYLES, canonical
+from shared.fingerprint import QUOTE_STYLES, WORD, canonical, minhash, shingle_hashes
 from shared.normalise import (
     LANGUAGE_SAMPLE_CHARS,
     _language_identifier,
@@ -348,6 +350,32 @@ def test_canonical_form_is_unchanged():
     texts += ["".join(rng.choice(alphabet) for _ in range(30)) for _ in range(2000)]
     for text in texts:
         assert canonical(text) == _old_canonical(text), repr(text)
+
+
+def _old_shingle_hashes(body: str) -> np.ndarray:
+    """shingle_hashes as it was before the ASCII way (commit b554426): the index's signatures were made so."""
+    words = WORD.findall(unicodedata.normalize("NFKC", body).casefold())
+    hashed = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    if len(hashed) < 3:
+        return hashed
+    return hashed[:-2] * np.uint64(0x9E3779B97F4A7C15) ^ hashed[1:-1] * np.uint64(0xC2B2AE3D27D4EB4F) ^ hashed[2:]
+
+
+def test_shingles_are_unchanged_so_the_index_needs_no_rebuild():
+    """Signatures in a running index were made by the old way: the faster one finds the same shingles,
+    on ASCII text, on text made ASCII by plain quotes, and on text that stays Unicode."""
+    assert not any(WORD.search(style) for style in QUOTE_STYLES)  # plain quotes cannot join or split words
+    texts = [SAMPLE.read_text(), "“Don’t” — it’s 9–5 … ÉTÉ ﬁn Straße ½ x_y a\u0301b", "", "one", "two words"]
+    texts += [path.read_text(errors="replace") for path in sorted(FIXTURES.rglob("*")) if path.is_file()]
+    rng = random.Random(7)
+    alphabet = [*QUOTE_STYLES, *" \t\n\u00a0\u3000_'-.,", *"aZ9é中ßİΣ\u0301\u0903\ufb01²٣", "\U0001d400"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(40)) for _ in range(3000)]
+    for text in texts:
+        assert np.array_equal(shingle_hashes(text), _old_shingle_hashes(text)), repr(text)
+    # And the sample's whole signature, as the index holds it.
+    assert hashlib.sha256(minhash(SAMPLE.read_text()).tobytes()).hexdigest() == (
+        "1c5c09305f2d535788bb976f05f7d68e28e20e4369d00e5b4c45d8371c2a8909"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(HELD_OUT_HASHES))
