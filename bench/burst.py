@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import baseline
 from bench.corpus import write_articles
-from bench.cpu import ROLES_IN_ORDER, CpuWindow
+from bench.cpu import CPU_HEADER, CpuWindow, cpu_rows
 from bench.site import BenchError, Site, flush_redis, move_all, postgres_schema
 from bench.stats import Section, median, ratio, runs_text, say
 from bench.suite import Context, postgres_url
@@ -130,23 +130,6 @@ def rows_for(label: str, runs: list[BurstRun], context: Context, unit: str = "do
 
 
 HEADER = ["figure", "median", "vs no-op baseline", "runs"]
-CPU_HEADER = ["process", "CPU s", "ms an item", "share", "runs"]
-
-
-def cpu_rows(runs: list[BurstRun]) -> list[list[str]]:
-    """Each role's CPU over the timed window, median of the runs, per item and as a share of all."""
-    roles = [role for role in ROLES_IN_ORDER if any(r.cpu[role] for r in runs)]
-    roles += sorted({role for r in runs for role in r.cpu} - set(roles))
-    total = median([sum(r.cpu.values()) for r in runs])
-    rows = []
-    for role in roles:
-        seconds = [r.cpu[role] for r in runs]
-        per_item = median(seconds) / runs[0].docs * 1000
-        share = f"{median(seconds) / total:.0%}" if total else "-"
-        rows.append([role, f"{median(seconds):.2f}", f"{per_item:.3f}", share, runs_text(seconds, 2)])
-    return rows + [["all", f"{total:.2f}", f"{total / runs[0].docs * 1000:.3f}", "100%", ""]]
-
-
 def merged_problems(runs: list[BurstRun]) -> Counter:
     total: Counter = Counter()
     for run_ in runs:
@@ -184,7 +167,7 @@ def run(context: Context) -> Section:
         "`wait`: `ingest wait`; PostgreSQL's server not counted):",
         "",
     ]
-    section.table(CPU_HEADER, cpu_rows(sqlite_runs))
+    section.table(CPU_HEADER, cpu_rows([r.cpu for r in sqlite_runs], docs))
     section.problems = problems
     return section
 

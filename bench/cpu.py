@@ -9,8 +9,10 @@ from collections import Counter
 import psutil
 
 from bench.roles import role_of
+from bench.stats import median, runs_text
 
 ROLES_IN_ORDER = ["worker pool process", "watcher", "wait", "redis", "worker", "beat", "supervisor"]
+CPU_HEADER = ["process", "CPU s", "ms an item", "share", "runs"]
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -57,3 +59,16 @@ class CpuWindow:
         for pid, (role, seconds) in self._snapshot().items():
             self.by_role[role] += seconds - self.before.get(pid, (role, 0.0))[1]
         self.by_role["wait"] += self._ended_children() - self.children_before
+
+
+def cpu_rows(windows: list[Counter], items: int) -> list[list[str]]:
+    """Each role's CPU over the runs' timed windows, the median, per item and as a share of all."""
+    roles = [role for role in ROLES_IN_ORDER if any(cpu[role] for cpu in windows)]
+    roles += sorted({role for cpu in windows for role in cpu} - set(roles))
+    total = median([sum(cpu.values()) for cpu in windows])
+    rows = []
+    for role in roles:
+        seconds = [cpu[role] for cpu in windows]
+        share = f"{median(seconds) / total:.0%}" if total else "-"
+        rows.append([role, f"{median(seconds):.2f}", f"{median(seconds) / items * 1000:.3f}", share, runs_text(seconds, 2)])
+    return rows + [["all", f"{total:.2f}", f"{total / items * 1000:.3f}", "100%", ""]]

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select, update
 
 from bench.corpus import Writer, feed_entry
+from bench.cpu import CPU_HEADER, CpuWindow, cpu_rows
 from bench.site import BenchError, Site, flush_redis, replace_sqlite, wait_for
 from bench.stats import Section, median, ratio, runs_text, say
 from bench.suite import Context
@@ -66,7 +67,9 @@ def stored_entries(site: Site) -> int:
         return connection.execute(select(func.count()).select_from(origins).where(origins.c.kind == "feed")).scalar()
 
 
-def feeds_once(context: Context, template: Path, server: FeedServer, expected: int) -> tuple[float, float, Counter]:
+def feeds_once(
+    context: Context, template: Path, server: FeedServer, expected: int
+) -> tuple[float, float, Counter, Counter]:
     flush_redis(context.redis_url)
     with server.lock:
         server.requests.clear()
@@ -75,15 +78,17 @@ def feeds_once(context: Context, template: Path, server: FeedServer, expected: i
         with Site(Path(folder), context.redis_url, env=env) as site:
             replace_sqlite(template, Path(folder) / "data" / "ingest.db")
             site.start(context.options.concurrency)
-            started = time.time()
-            set_next_poll(site.store_url, datetime.now(UTC))
-            feeds = len(server.routes)
-            wait_for(lambda: answered(server) >= feeds, context.options.timeout, "every feed to be fetched", 0.05)
-            finished = site.wait_idle(context.options.timeout)
+            with CpuWindow(site.up.pid) as cpu:
+                started = time.time()
+                set_next_poll(site.store_url, datetime.now(UTC))
+                feeds = len(server.routes)
+                wait_for(lambda: answered(server) >= feeds, context.options.timeout, "every feed to be fetched", 0.05)
+                finished = site.wait_idle(context.options.timeout)
             stored = stored_entries(site)
             if stored != expected:
                 raise BenchError(f"{expected} feed entries served, {stored} stored")
-            return expected / (finished - started), expected / (site.last_commit() - started), site.log_problems()
+            rates = expected / (finished - started), expected / (site.last_commit() - started)
+            return *rates, site.log_problems(), cpu.by_role
 
 
 def make_template(context: Context, folder: Path, urls: list[str]) -> Path:
@@ -104,12 +109,13 @@ def run(context: Context) -> Section:
         urls = serve_feeds(server, options.feeds, options.entries)
         with tempfile.TemporaryDirectory(dir=context.scratch) as folder:
             template = make_template(context, Path(folder), urls)
-            rates, commits, problems = [], [], Counter()
+            rates, commits, problems, cpus = [], [], Counter(), []
             for number in range(options.runs):
-                rate, commit_rate, logged = feeds_once(context, template, server, expected)
+                rate, commit_rate, logged, cpu = feeds_once(context, template, server, expected)
                 rates.append(rate)
                 commits.append(commit_rate)
                 problems += logged
+                cpus.append(cpu)
                 say(f"feeds run {number + 1}: {rate:,.0f} entries/s to wait, {commit_rate:,.0f} to last commit")
     finally:
         server.stop()
@@ -127,5 +133,11 @@ def run(context: Context) -> Section:
             ["entries/s to last commit", f"{median(commits):,.0f}", ratio(median(commits), base), runs_text(commits)],
         ],
     )
+    section.lines.append(
+        "Where the CPU went over the same window (the worker's pool processes together, which fetch, parse and "
+        "store; `wait`: `ingest wait`; the loopback feed server, in the bench's process, not counted):"
+    )
+    section.lines.append("")
+    section.table(CPU_HEADER, cpu_rows(cpus, expected))
     section.problems = problems
     return section
