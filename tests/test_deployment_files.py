@@ -12,7 +12,7 @@ import typer.main
 import yaml
 
 from shared.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import PG_URL, ROOT
 from worker.cli import cli
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -133,3 +133,35 @@ def test_the_dockerfile_copies_what_exists_and_installs_with_the_lock():
         for source in sources:
             assert (ROOT / source).exists(), source
     assert "-c constraints.txt" in text
+
+
+def _postgres_settings() -> dict[str, str]:
+    command = COMPOSE["services"]["postgres"]["command"]
+    assert command[0] == "postgres" and command[1::2] == ["-c"] * (len(command) // 2)
+    return dict(pair.split("=", 1) for pair in command[2::2])
+
+
+def test_postgres_drops_a_vanished_client_and_its_locks_within_minutes():
+    """A worker host lost mid-transaction (no FIN) must not hold its row locks for the kernel's two
+    hours: the server probes idle connections and ends sessions left idle inside a transaction."""
+    settings = _postgres_settings()
+    idle, interval, count = (int(settings[f"tcp_keepalives_{name}"]) for name in ("idle", "interval", "count"))
+    assert idle + interval * count <= 300
+    assert settings["idle_in_transaction_session_timeout"] == "5min"
+
+
+@pytest.mark.skipif(not PG_URL, reason="INGEST_TEST_DATABASE_URL is not set")
+def test_the_postgres_settings_are_ones_postgresql_takes():
+    """Each `-c name=value` of the compose file set on a real server: a misspelt name or a value
+    PostgreSQL cannot read would stop the container from starting."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_URL)
+    try:
+        with engine.connect() as connection:
+            for name, value in _postgres_settings().items():
+                connection.execute(text(f"SET {name} = '{value}'"))
+                shown = connection.execute(text(f"SHOW {name}")).scalar_one()
+                assert shown == value, (name, value, shown)
+    finally:
+        engine.dispose()
