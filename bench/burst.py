@@ -130,6 +130,8 @@ def rows_for(label: str, runs: list[BurstRun], context: Context, unit: str = "do
 
 
 HEADER = ["figure", "median", "vs no-op baseline", "runs"]
+
+
 def merged_problems(runs: list[BurstRun]) -> Counter:
     total: Counter = Counter()
     for run_ in runs:

@@ -70,5 +70,7 @@ def cpu_rows(windows: list[Counter], items: int) -> list[list[str]]:
     for role in roles:
         seconds = [cpu[role] for cpu in windows]
         share = f"{median(seconds) / total:.0%}" if total else "-"
-        rows.append([role, f"{median(seconds):.2f}", f"{median(seconds) / items * 1000:.3f}", share, runs_text(seconds, 2)])
+        rows.append(
+            [role, f"{median(seconds):.2f}", f"{median(seconds) / items * 1000:.3f}", share, runs_text(seconds, 2)]
+        )
     return rows + [["all", f"{total:.2f}", f"{total / items * 1000:.3f}", "100%", ""]]
