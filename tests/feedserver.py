@@ -30,6 +30,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     status: int
+    at: float = field(default_factory=time.time)  # when it was answered
 
 
 class FeedServer:
