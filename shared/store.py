@@ -273,19 +273,26 @@ def taken_row(ref: str, size: int, mtime_ns: int, sha256: str | None, arrival_ke
     }
 
 
-def mark_taken_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Record many files as taken (insert, or update the row of the same ref) in bulk statements."""
-    if not rows:
-        return
+def upsert_many(session: Session, model: type, rows: list[dict[str, Any]], keys: list[str]) -> bool:
+    """INSERT … ON CONFLICT (keys) DO UPDATE the other columns, for many rows in one statement; each
+    row's keys must differ (a row is updated once). False where the database has no such statement:
+    the caller then writes row by row."""
     insert = DIALECT_INSERTS.get(session.get_bind().dialect.name)
     if insert is None:
-        for row in rows:
-            session.merge(TakenFile(**row))
-        return
+        return False
+    if rows:
+        statement = insert(model.__table__)
+        updated = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        session.connection().execute(statement.on_conflict_do_update(index_elements=keys, set_=updated), rows)
+    return True
+
+
+def mark_taken_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Record many files as taken (insert, or update the row of the same ref) in bulk statements."""
     latest = list({row["ref"]: row for row in rows}.values())  # one row per ref: a row is updated once
-    statement = insert(TakenFile.__table__)
-    updated = {name: statement.excluded[name] for name in latest[0] if name != "ref"}
-    session.connection().execute(statement.on_conflict_do_update(index_elements=["ref"], set_=updated), latest)
+    if not upsert_many(session, TakenFile, latest, ["ref"]):
+        for row in latest:
+            session.merge(TakenFile(**row))
 
 
 def mark_taken(

@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
+from shared import store
 from shared.errors import ServiceError
 from shared.feeds import Schedule
 from shared.models import Feed, FeedEntry, Hook, utc_now
@@ -117,12 +118,20 @@ class EntryState:
 
 
 def known_entries(session: Session, feed_id: int, keys: Iterable[str]) -> dict[str, EntryState]:
-    rows = session.execute(select(FeedEntry).where(FeedEntry.feed_id == feed_id, FeedEntry.entry_key.in_(list(keys))))
-    return {row.entry_key: EntryState(row.content_hash, row.seen_at) for row in rows.scalars()}
+    # Columns, not entities: a hundred rows a poll need no ORM objects.
+    columns = (FeedEntry.entry_key, FeedEntry.content_hash, FeedEntry.seen_at)
+    where = (FeedEntry.feed_id == feed_id, FeedEntry.entry_key.in_(list(keys)))
+    return {key: EntryState(content, seen) for key, content, seen in session.execute(select(*columns).where(*where))}
 
 
 def remember_entries(session: Session, feed_id: int, entries: dict[str, str], now: datetime) -> None:
-    """entry_key -> content_hash, inserted or updated."""
+    """entry_key -> content_hash, inserted or updated: one statement for all of a poll's entries."""
+    rows = [
+        {"feed_id": feed_id, "entry_key": key, "content_hash": content, "seen_at": now}
+        for key, content in entries.items()
+    ]
+    if store.upsert_many(session, FeedEntry, rows, ["feed_id", "entry_key"]):
+        return
     known = {
         row.entry_key: row
         for row in session.execute(

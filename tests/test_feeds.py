@@ -273,8 +273,12 @@ def test_a_poll_queues_new_entries_once_and_changed_ones_again(feed_server, db_u
     feed_server.routes["/rss"] = Route(body=rss("News", [TWO[0], ("a2", "Second story", "Edited text.")]), etag='"v2"')
     third = _poll(url, db_url, sent)
     assert third.new_entries == 1 and [raw.entry_id for raw in sent[1].inputs] == ["a2"]
+    # The edit is remembered: the same content served again (a new ETag, so read in full) is not news.
+    feed_server.routes["/rss"] = Route(body=rss("News", [TWO[0], ("a2", "Second story", "Edited text.")]), etag='"v3"')
+    fourth = _poll(url, db_url, sent)
+    assert fourth.status == 200 and fourth.new_entries == 0 and len(sent) == 2
     feed = _feed(db_url, url)
-    assert (feed.title, feed.last_status, feed.error_count, feed.etag) == ("News", 200, 0, '"v2"')
+    assert (feed.title, feed.last_status, feed.error_count, feed.etag) == ("News", 200, 0, '"v3"')
 
 
 def test_an_entry_whose_message_never_landed_is_sent_again(feed_server, db_url):
@@ -287,6 +291,9 @@ def test_an_entry_whose_message_never_landed_is_sent_again(feed_server, db_url):
     _poll(url, db_url, sent, now=datetime.now(UTC) - timedelta(hours=1))
     _poll(url, db_url, sent, resend_after=600, now=datetime.now(UTC))
     assert len(sent) == 2 and sent[0].inputs[0].arrival_id == sent[1].inputs[0].arrival_id
+    # Sent again just now: not again before another visibility timeout has passed.
+    _poll(url, db_url, sent, resend_after=600, now=datetime.now(UTC))
+    assert len(sent) == 2
 
 
 def test_a_poll_holds_no_store_transaction_while_the_feed_answers(feed_server, db_url):
