@@ -45,10 +45,14 @@ def _plain_quotes(text: str) -> str:
     return QUOTE_STYLE.sub(lambda match: QUOTE_STYLES[match.group()], text)
 
 
+def folded(text: str) -> str:
+    """NFKC, plain quote and dash styles, case folded: the canonical form before white space is tidied."""
+    return _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
+
+
 def canonical(text: str) -> str:
-    folded = _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
     # split() and the regex \s agree on what white space is; split and join is the faster of the two.
-    return " ".join(folded.split())
+    return " ".join(folded(text).split())
 
 
 def content_hash(title: str, body: str) -> str:
@@ -75,13 +79,13 @@ _EMPTY = np.full(HASHES, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
 def shingle_words(body: str) -> list[bytes]:
-    """The canonical words of a body, UTF-8 encoded: the runs of word characters of its NFKC form,
-    case folded. Quote and dash styles are made plain first: they are not word characters, so the
-    words stay the same, but most text is ASCII afterwards and then takes the faster way."""
-    folded = _plain_quotes(unicodedata.normalize("NFKC", body).casefold())
-    if folded.isascii():
-        return folded.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
-    return list(map(str.encode, WORD.findall(folded)))
+    """The canonical words of a body, UTF-8 encoded: the runs of word characters of its folded form.
+    Plain quote and dash styles are not word characters, so they change no word, but most text is
+    ASCII once they are plain and then takes the faster way."""
+    text = folded(body)
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return list(map(str.encode, WORD.findall(text)))
 
 
 def shingle_hashes(body: str) -> np.ndarray:

@@ -289,8 +289,8 @@ def upsert_many(session: Session, model: type, rows: list[dict[str, Any]], keys:
 
 @lru_cache(maxsize=64)
 def _upsert_statement(dialect: str, model: type, keys: tuple[str, ...], columns: tuple[str, ...]):
-    # Made once: building `excluded` (an alias of the whole table) cost a millisecond a call, a
-    # tenth of a feed poll's remembering.
+    # Made once: building `excluded` (an alias of the whole table) and the statement cost about
+    # 0.15 ms a call, at every feed poll and every watcher pass.
     statement = DIALECT_INSERTS[dialect](model.__table__)
     updated = {name: statement.excluded[name] for name in columns if name not in keys}
     return statement.on_conflict_do_update(index_elements=list(keys), set_=updated)
