@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from shared.messages import COMPRESS_LEVEL, RawInput
+from shared.messages import RawInput, compress
 from shared.models import Failure, Item, Origin, RawBlob, Submission, TakenFile, utc_now
 from shared.parsers.model import ParsedItem
 
@@ -236,7 +236,7 @@ def keep_raw_compressed(session: Session, blobs: dict[str, tuple[int, bytes]]) -
 def keep_raw(session: Session, sha256: str, payload: bytes) -> None:
     """A fetched feed document kept, compressed as the watcher compresses files (zlib's fastest level:
     text still halves, at a third of level 6's CPU; a whole feed is compressed at every changed fetch)."""
-    keep_raw_compressed(session, {sha256: (len(payload), zlib.compress(payload, COMPRESS_LEVEL))})
+    keep_raw_compressed(session, {sha256: (len(payload), compress(payload))})
 
 
 # -- the watcher's ledger ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ftfy.badness import MOJIBAKE_CATEGORIES
 
 from shared import language
 from shared.decode import FTFY_CONFIG, decode_text, needs_ftfy
+from shared.messages import compress
 from shared.fingerprint import QUOTE_STYLES, WORD, canonical, minhash, shingle_hashes
 from shared.normalise import (
     LANGUAGE_SAMPLE_CHARS,
@@ -405,3 +406,20 @@ def test_a_changed_copy_is_what_dataclasses_replace_makes():
         item.but(nope=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         item.but(title="T").title = "again"
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 2_653, 4_096, 4_097, 40_000, 300_000])
+def test_compressed_payloads_read_back_with_plain_zlib_and_lose_nothing_to_the_fitted_window(size):
+    sample = SAMPLE.read_bytes()
+    payload = (sample * (size // len(sample) + 1))[:size]
+    fitted = compress(payload)
+    assert zlib.decompress(fitted) == payload  # what the worker and the raw-blob readers call
+    assert zlib.decompressobj().decompress(fitted) == payload
+    assert len(fitted) <= len(zlib.compress(payload, 1)) * 1.02 + 8
+
+
+def test_a_fitted_window_is_never_larger_than_zlibs_own():
+    payload = random.Random(5).randbytes(100_000)  # incompressible: stored blocks
+    assert zlib.decompress(compress(payload)) == payload
+    header = compress(SAMPLE.read_bytes())[0]
+    assert (header >> 4) + 8 == 12  # 4 KB window for a 2.6 KB article (CINFO is log2(window) - 8)
