@@ -90,14 +90,15 @@ local function place(item, signature, mode, restore_cluster, bucket_list)
     table.insert(buckets, {prefix .. 'b:' .. shard, field})
   end
 
+  -- Each bucket is claimed first (HSETNX): where that succeeds the bucket was empty and holds no
+  -- candidate, so only the buckets another item holds are read (HGET). The same buckets end set,
+  -- with half the calls for an item unlike any other (most of them).
   local cluster, matched, best = tonumber(item), 0, -1
-  if mode == 'restore' then
-    cluster = tonumber(restore_cluster)
-  else
-    local seen = {}
-    for _, bucket in ipairs(buckets) do
+  local seen = {}
+  for _, bucket in ipairs(buckets) do
+    if redis.call('HSETNX', bucket[1], bucket[2], item) == 0 and mode ~= 'restore' then
       local candidate = redis.call('HGET', bucket[1], bucket[2])
-      if candidate and not seen[candidate] then
+      if not seen[candidate] then
         seen[candidate] = true
         local record = redis.call('HGET', record_key(candidate), candidate)
         if record then
@@ -112,11 +113,11 @@ local function place(item, signature, mode, restore_cluster, bucket_list)
         end
       end
     end
-    if best < needed then cluster, matched = tonumber(item), 0 end
   end
-
-  for _, bucket in ipairs(buckets) do
-    redis.call('HSETNX', bucket[1], bucket[2], item)
+  if mode == 'restore' then
+    cluster = tonumber(restore_cluster)
+  elseif best < needed then
+    cluster, matched = tonumber(item), 0
   end
   redis.call('HSET', own_key, item, signature .. cluster)
   return cluster, matched, best
