@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import warnings
 
@@ -124,6 +125,10 @@ def _ensure_schema_and_warm_up(**_kwargs) -> None:
 @signals.worker_process_init.connect
 def _warm_up(**_kwargs) -> None:
     warm_up()  # a no-op where the model came with the fork; loads it where the pool does not fork
+    # Everything made so far lives as long as the process (modules, the model, the app): out of the
+    # collector's sight, so a full collection scans only what tasks made since. Otherwise each one
+    # walks some 150,000 objects (about 90 ms, once every few thousand articles: 3 % of a burst).
+    gc.freeze()
 
 
 _task_started: dict[str, float] = {}
