@@ -16,6 +16,9 @@ import redis
 MESSAGE_KEY = "ingest:handling:message:{}"
 INPUT_KEY = "ingest:handling:input:{}"
 MARK_SECONDS = 24 * 3600
+# Told the id of every message whose inputs are all handled: `ingest wait`, with nothing left but
+# messages in hand, looks again then instead of at its next poll (a burst's end is seen sooner).
+DONE_CHANNEL = "ingest:messages-done"
 
 
 class Deliveries:
@@ -35,7 +38,10 @@ class Deliveries:
         return self._mark(MESSAGE_KEY.format(task_id))
 
     def end_message(self, task_id: str) -> None:
-        self._client.delete(MESSAGE_KEY.format(task_id))
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.delete(MESSAGE_KEY.format(task_id))
+            pipe.publish(DONE_CHANNEL, task_id)
+            pipe.execute()
 
     def start_input(self, arrival_id: str) -> int:
         """This input is being handled alone; the worker processes it has killed before."""

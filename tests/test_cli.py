@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import pytest
 
@@ -113,6 +114,37 @@ def test_wait_polls_sooner_as_the_work_runs_out():
     assert _next_poll_seconds(running, 0, 0.03) == pytest.approx(0.03)
     assert _next_poll_seconds(running, 0, 0.0001) == SOONEST_POLL_SECONDS
     assert _next_poll_seconds(running, 1, 0.0001) == CONFIRM_POLL_SECONDS
+
+
+def test_a_message_done_wakes_the_wait_only_when_nothing_else_is_left(clean_redis):
+    """A worker ending a message says so on Redis; `ingest wait`, with only messages in hand, looks
+    again at once instead of sleeping out its poll; word said before it listened is dropped."""
+    import redis
+
+    from shared.deliveries import Deliveries
+    from worker.cli_state import _DoneMessages, only_in_hand
+
+    deliveries = Deliveries(redis.Redis.from_url(clean_redis))
+    done = _DoneMessages()
+    done.listen(clean_redis)
+    deliveries.end_message("said-before-the-reading")
+    done.listen(clean_redis)  # the next reading: what came before it is dropped
+    assert done.wait(0.05, wake_early=True) is False
+
+    ended = threading.Timer(0.2, deliveries.end_message, args=["the-last-one"])
+    ended.start()
+    try:
+        assert done.wait(10, wake_early=True) is True  # woken by the message, not by the 10 s
+    finally:
+        ended.join()
+    deliveries.end_message("while-messages-still-queue")
+    assert done.wait(0.05, wake_early=False) is False  # not listened for: the poll is slept out
+    done.close()
+
+    assert only_in_hand({"queued": 0, "in_flight": 2, "files_waiting": 0})
+    assert not only_in_hand({"queued": 1, "in_flight": 2, "files_waiting": 0})
+    assert not only_in_hand({"queued": 0, "in_flight": 1, "files_waiting": 3})
+    assert not only_in_hand({"queued": 0, "in_flight": 0, "files_waiting": 0})
 
 
 def test_a_command_exits_with_its_status_and_its_output_whole(deployment):

@@ -11,11 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Optional
 
+import redis
 import typer
 import typer.main
 
 from shared import store
 from shared.db import session_scope
+from shared.deliveries import DONE_CHANNEL
 from shared.errors import ServiceError
 from shared.messages import RawInput
 from shared.settings import Settings
@@ -36,6 +38,8 @@ SOONEST_POLL_SECONDS = 0.01
 EARLY_WALK_GAP_SECONDS = 0.2  # a walk of the folder during a wait that found files untaken: not again sooner
 BARRIER_PATIENCE_SECONDS = 2.0  # no word of the barrier from a running watcher by then: walk the folder
 WAIT_FOR_SERVICE_SECONDS = 0.5  # nothing running: look again for a service this often
+# A worker says a message is done just before it returns; Celery acknowledges it a moment later.
+ACKNOWLEDGED_SOON_SECONDS = 0.005
 
 
 def _files_waiting(settings: Settings, url: str, redis_url: str) -> int:
@@ -168,6 +172,8 @@ def wait(timeout: Annotated[float, typer.Option(min=0, help="Give up after this 
 def _wait_until_idle(settings: Settings, store_url: str, folder: _FolderCheck, deadline: float, timeout: float) -> None:
     idle_readings = 0
     drain = _Drain()
+    done = _DoneMessages()
+    hurry: int | None = None  # what was pending when a message said it was done
     while True:
         redis_url = broker.running_redis_url(settings)
         if redis_url is None:
@@ -178,6 +184,7 @@ def _wait_until_idle(settings: Settings, store_url: str, folder: _FolderCheck, d
             folder.remove_barrier()  # no watcher runs to hear it
             idle_readings = IDLE_READINGS_NEEDED if pending_total(pending) == 0 else 0
         else:
+            done.listen(redis_url)  # before the reading: a message done after it wakes the wait
             folder.hear_barrier(_client(redis_url))  # before the reading: heard, that reading counts the files
             pending = _pending(settings, store_url, redis_url, busy_is_enough=True)
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
@@ -194,7 +201,71 @@ def _wait_until_idle(settings: Settings, store_url: str, folder: _FolderCheck, d
             detail = _pending(settings, store_url, redis_url) if redis_url else pending  # every count, for the user
             typer.echo(f"error: still pending after {timeout:g}s{running}: {json.dumps(detail)}", err=True)
             raise typer.Exit(1)
-        time.sleep(_next_poll_seconds(redis_url, idle_readings, drain.seconds_left(pending_total(pending))))
+        seconds = _next_poll_seconds(redis_url, idle_readings, drain.seconds_left(pending_total(pending)))
+        if hurry is not None and pending_total(pending) >= hurry:
+            seconds = min(seconds, SOONEST_POLL_SECONDS)  # a message said done, not yet acknowledged
+        else:
+            hurry = None
+        if done.wait(seconds, only_in_hand(pending) and idle_readings == 0):
+            hurry = pending_total(pending)
+            time.sleep(ACKNOWLEDGED_SOON_SECONDS)
+
+
+def only_in_hand(pending: dict[str, int]) -> bool:
+    """Nothing left but messages a worker holds: the end of each may be the end of all."""
+    return pending["in_flight"] > 0 and pending["queued"] == 0 and pending["files_waiting"] == 0
+
+
+class _DoneMessages:
+    """The workers' word that a message is done (Deliveries.DONE_CHANNEL), to wake the wait early.
+
+    Only an earlier reading follows from it: every decision is still made on readings. Word that
+    comes while messages are still queued is dropped unread, and where Redis cannot be subscribed
+    to, the wait polls as before."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.subscription = None
+
+    def listen(self, redis_url: str) -> None:
+        """Subscribed to the running service's Redis, and what was said so far dropped."""
+        if redis_url != self.url:
+            self.close()
+            self.url = redis_url
+            try:
+                self.subscription = _client(redis_url).pubsub(ignore_subscribe_messages=True)
+                self.subscription.subscribe(DONE_CHANNEL)
+            except redis.exceptions.RedisError:
+                self.subscription = None
+        while self._next(0) is not None:
+            pass
+
+    def wait(self, seconds: float, wake_early: bool) -> bool:
+        """Sleep `seconds`; True when a message done ended the sleep early (only with wake_early)."""
+        until = time.monotonic() + seconds
+        if wake_early and self.subscription is not None:
+            while (left := until - time.monotonic()) > 0:
+                if self._next(left) is not None:
+                    return True
+        time.sleep(max(0.0, until - time.monotonic()))
+        return False
+
+    def _next(self, seconds: float):
+        if self.subscription is None:
+            return None
+        try:
+            return self.subscription.get_message(timeout=seconds)
+        except redis.exceptions.RedisError:
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            try:
+                self.subscription.close()
+            except redis.exceptions.RedisError:
+                pass
+        self.subscription, self.url = None, None
 
 
 class _FolderCheck:
