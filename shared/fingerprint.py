@@ -47,6 +47,8 @@ def _plain_quotes(text: str) -> str:
 
 def folded(text: str) -> str:
     """NFKC, plain quote and dash styles, case folded: the canonical form before white space is tidied."""
+    if text.isascii():  # (a flag CPython keeps: no scan) NFKC leaves ASCII be; of the styles only ` is ASCII
+        return text.replace("`", "'").lower()
     return _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
 
 

@@ -423,3 +423,22 @@ def test_a_fitted_window_is_never_larger_than_zlibs_own():
     assert zlib.decompress(compress(payload)) == payload
     header = compress(SAMPLE.read_bytes())[0]
     assert (header >> 4) + 8 == 12  # 4 KB window for a 2.6 KB article (CINFO is log2(window) - 8)
+
+
+ASCII_TEXTS = [
+    "",
+    "Plain words, `quoted` and 'single' - dashes... 42",
+    "MIXED Case\nlines\tand  spaces",
+    SAMPLE_ASCII := "".join(char for char in SAMPLE.read_text() if char.isascii()),
+]
+
+
+@pytest.mark.parametrize("text", ASCII_TEXTS)
+def test_ascii_text_takes_a_shortcut_to_the_same_forms(text):
+    """ASCII skips NFKC, the quote-style regex, the invisible-character regex and NFC: each would
+    leave it as it is (only the backtick is an ASCII quote style), so the forms are the same."""
+    from shared.fingerprint import _plain_quotes, folded
+    from shared.normalise import _nfc, _visible
+
+    assert folded(text) == _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
+    assert _visible(text) == text and (_nfc(text) or "") == unicodedata.normalize("NFC", text)
