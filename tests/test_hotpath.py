@@ -429,7 +429,7 @@ ASCII_TEXTS = [
     "",
     "Plain words, `quoted` and 'single' - dashes... 42",
     "MIXED Case\nlines\tand  spaces",
-    SAMPLE_ASCII := "".join(char for char in SAMPLE.read_text() if char.isascii()),
+    "".join(char for char in SAMPLE.read_text() if char.isascii()),
 ]
 
 
