@@ -88,7 +88,7 @@ local function place(item, signature, mode, restore_cluster, bucket_list)
   -- Each bucket is claimed first (HSETNX): where that succeeds the bucket was empty and holds no
   -- candidate, so only the buckets another item holds are read (HGET). The same buckets end set,
   -- with half the calls for an item unlike any other (most of them). The list is walked as it is
-  -- parsed: no table a bucket (7 % of the script's time).
+  -- parsed: no table a bucket (7 %% of the script's time).
   local cluster, matched, best = tonumber(item), 0, -1
   local seen = {}
   local bucket_prefix = prefix .. 'b:'
