@@ -73,13 +73,17 @@ def _client(redis_url: str):
     return broker.connect(redis_url)
 
 
-def _pending(settings: Settings, store_url: str, redis_url: str, busy_is_enough: bool = False) -> dict[str, int]:
-    """What is pending, in detail. With busy_is_enough, a busy queue is answer enough: the store's count
-    (a query over every file taken and not confirmed yet, 25 ms in a large store) is made only once the
-    queue is empty, where it finds what a lost message left unstored; `ingest wait` reads dozens of times."""
+def _pending(
+    settings: Settings, store_url: str, redis_url: str, busy_is_enough: bool = False, idle_is_enough: bool = False
+) -> dict[str, int]:
+    """What is pending, in detail. The store's count (a query over every file taken and not confirmed
+    yet, 25 ms in a large store) finds what a lost message left unstored; `ingest wait` reads dozens
+    of times, so it is left out where the queue's counts are answer enough: with busy_is_enough, a
+    busy queue; with idle_is_enough, an empty one (a reading that another, with the count, confirms)."""
     counts = broker.queue_counts(_client(redis_url), queues())
     waiting = _files_waiting(settings, store_url, redis_url)
-    if busy_is_enough and counts["queued"] + counts["in_flight"]:
+    busy = counts["queued"] + counts["in_flight"] > 0
+    if (busy_is_enough and busy) or (idle_is_enough and not busy):
         return counts | {"files_waiting": waiting, "files_unstored": 0}
     return counts | {"files_waiting": waiting, "files_unstored": _files_unstored(store_url)}
 
@@ -186,7 +190,16 @@ def _wait_until_idle(settings: Settings, store_url: str, folder: _FolderCheck, d
         else:
             done.listen(redis_url)  # before the reading: a message done after it wakes the wait
             folder.hear_barrier(_client(redis_url))  # before the reading: heard, that reading counts the files
-            pending = _pending(settings, store_url, redis_url, busy_is_enough=True)
+            # The first reading counts everything (the store's connection and query made at the start,
+            # not at the end); later, the store is counted only by a reading that confirms an idle one.
+            first = idle_readings == 0 and drain.pending is None
+            pending = _pending(
+                settings,
+                store_url,
+                redis_url,
+                busy_is_enough=not first,
+                idle_is_enough=idle_readings == 0 and not first,
+            )
             idle_readings = idle_readings + 1 if pending_total(pending) == 0 else 0
             if idle_readings == 0:
                 folder.check_early(pending)
