@@ -234,8 +234,8 @@ def keep_raw_compressed(session: Session, blobs: dict[str, tuple[int, bytes]]) -
 
 
 def keep_raw(session: Session, sha256: str, payload: bytes) -> None:
-    """A fetched feed document kept, compressed as the watcher compresses files (zlib's fastest level:
-    text still halves, at a third of level 6's CPU; a whole feed is compressed at every changed fetch)."""
+    """A fetched feed document kept, compressed as the watcher compresses files (a whole feed is
+    compressed at every changed fetch)."""
     keep_raw_compressed(session, {sha256: (len(payload), compress(payload))})
 
 
