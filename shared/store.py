@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy import bindparam, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -611,10 +611,20 @@ def set_clusters(session: Session, placements: dict[int, Any]) -> None:
     if not placements:
         return
     rows = [
-        {"id": item_id, "cluster_id": p.cluster_id, "matched_item_id": p.matched_item_id, "similarity": p.similarity}
+        {"item": item_id, "cluster": p.cluster_id, "matched": p.matched_item_id, "similarity_": p.similarity}
         for item_id, p in placements.items()
     ]
-    session.execute(update(Item), rows)
+    session.connection().execute(_SET_CLUSTER, rows)
+
+
+# Core, not the ORM's bulk update by primary key: the same UPDATE a row, without the ORM's work a
+# row (a third of the cost, on every message a worker handles).
+_items = Item.__table__
+_SET_CLUSTER = (
+    _items.update()
+    .where(_items.c.id == bindparam("item"))
+    .values(cluster_id=bindparam("cluster"), matched_item_id=bindparam("matched"), similarity=bindparam("similarity_"))
+)
 
 
 # -- the metadata report ---------------------------------------------------------------------------
