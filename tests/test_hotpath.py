@@ -438,3 +438,16 @@ def test_ascii_text_takes_a_shortcut_to_the_same_forms(text):
 
     assert folded(text) == _plain_quotes(unicodedata.normalize("NFKC", text)).casefold()
     assert _visible(text) == text and (_nfc(text) or "") == unicodedata.normalize("NFC", text)
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_a_message_compressed_by_zlib_itself_still_reads(level):
+    """Messages queued, and blobs kept, by a version that compressed with the zlib module."""
+    import base64
+
+    from shared.messages import RawInput
+
+    payload = SAMPLE.read_bytes()
+    raw = RawInput.from_bytes(payload, kind="file", ref="old.txt")
+    old = raw.model_copy(update={"data": base64.b64encode(zlib.compress(payload, level)).decode("ascii")})
+    assert old.payload() == payload == raw.payload()
