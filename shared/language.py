@@ -115,17 +115,68 @@ def _trie_children(table, row_of, depth, failure, states, deepest) -> np.ndarray
     return children
 
 
+# A byte no UTF-8 text holds, and that takes every state of the shipped DFA back to the start state
+# without a feature: texts joined with it are walked as if each were walked alone (checked when
+# features are found this way; where it does not hold, each text is walked on its own).
+SEPARATOR = 0xFF
+
+
+def separates(nextmove: np.ndarray, rows: np.ndarray, outputs: np.ndarray) -> bool:
+    """Whether SEPARATOR leads every state to the start state, which has no feature."""
+    moves = np.asarray(nextmove).reshape(-1, 256)[:, SEPARATOR][np.asarray(rows, dtype=np.intp)]
+    return bool(np.all(moves == 0)) and int(outputs[0]) < 0
+
+
+def windows_features_many(nextmove, rowbase, outputs, depth: int, texts: list[bytes]) -> list:
+    """window_features of each text, the same ids in the same order with the same counts, from one
+    walk over them all joined by SEPARATOR: numpy's per-call cost paid once for a message's
+    articles instead of once an article (25 µs an article instead of 39)."""
+    if not texts:
+        return []
+    joined = np.frombuffer(bytes([SEPARATOR]).join(texts) + bytes([SEPARATOR]), dtype=np.uint8)
+    states = np.zeros(len(joined), dtype=np.intp)
+    for back in range(depth - 1, -1, -1):
+        states[back:] = nextmove[rowbase[states[back:]] + joined[: len(joined) - back]]
+    features = outputs[states].astype(np.int64)
+    owner = np.repeat(np.arange(len(texts), dtype=np.int64), [len(text) + 1 for text in texts])
+    kept = features >= 0
+    features, owner = features[kept], owner[kept]
+    span = int(outputs.max()) + 1
+    keys, first_seen, counts = np.unique(owner * span + features, return_index=True, return_counts=True)
+    order = first_seen.argsort()  # each text's features in order of first sight, the texts in turn
+    keys, counts = keys[order], counts[order].astype(np.float32)
+    bounds = np.searchsorted(keys // span, np.arange(len(texts) + 1))
+    return [
+        (keys[start:end] - number * span, counts[start:end]) if end > start else None
+        for number, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))
+    ]
+
+
 class FastIdentifier(LanguageIdentifier):
     """py3langid's identifier, its features found by window_features when the DFA allows it, else
     by feature_counts; scored by py3langid's own code either way."""
 
     window: int | None = None
+    separable = False
+    found_ahead: dict = {}
+
+    def find_ahead(self, texts: list[str]) -> None:
+        """Find the features of texts about to be classified, all in one walk (a message's articles);
+        classify() then scores them from these, and finds any other text's as before."""
+        if self.window is None or not self.separable:
+            return
+        encoded = [self._encode(text) for text in texts]
+        found = windows_features_many(self.tk_nextmove, self._rowbase, self.tk_output, self.window, encoded)
+        self.found_ahead = dict(zip(encoded, found))
 
     def _raw_score(self, text: bytes):
         if self.window is None:
             counts = feature_counts(self.tk_nextmove, self._rowbase, self.tk_output, text)
             return self._sparse_score(counts, self.nb_ptc) if counts else super()._raw_score(b"")
-        found = window_features(self.tk_nextmove, self._rowbase, self.tk_output, self.window, text)
+        if text in self.found_ahead:
+            found = self.found_ahead[text]
+        else:
+            found = window_features(self.tk_nextmove, self._rowbase, self.tk_output, self.window, text)
         if found is None:
             return super()._raw_score(b"")  # no features: py3langid's own answer for that
         ids, counts = found
@@ -157,6 +208,7 @@ class Model:
         if self.window is not None:
             identifier.tk_row, identifier._rowbase = self.rows, self.rows.astype(np.intp) << 8
             identifier.window = self.window
+            identifier.separable = separates(self.nextmove, self.rows, self.outputs)
         return identifier
 
 

@@ -197,10 +197,10 @@ import shared.pipeline
 _derive = shared.pipeline.derive
 
 
-def derive(name, payload, context):
+def derive(name, payload, context, *args, **kwargs):
     if b"KILL-THE-WORKER" in payload:
         os._exit(70)
-    return _derive(name, payload, context)
+    return _derive(name, payload, context, *args, **kwargs)
 
 
 shared.pipeline.derive = derive

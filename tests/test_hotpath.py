@@ -451,3 +451,47 @@ def test_a_message_compressed_by_zlib_itself_still_reads(level):
     raw = RawInput.from_bytes(payload, kind="file", ref="old.txt")
     old = raw.model_copy(update={"data": base64.b64encode(zlib.compress(payload, level)).decode("ascii")})
     assert old.payload() == payload == raw.payload()
+
+
+def test_features_found_ahead_for_many_texts_are_each_texts_own_and_score_to_the_bit(shipped_identifier):
+    """A message's samples walked as one (joined by a byte that sends the DFA back to its start):
+    each text's features are those of its own walk, in the same order, and classify() then answers
+    as the shipped identifier does, bit for bit, whatever else was walked with it."""
+    ours = _language_identifier()
+    assert ours.separable
+    texts = _language_texts()
+    walked = language.windows_features_many(
+        ours.tk_nextmove, ours._rowbase, ours.tk_output, ours.window, [ours._encode(text) for text in texts]
+    )
+    for text, found in zip(texts, walked):
+        alone = language.window_features(
+            ours.tk_nextmove, ours._rowbase, ours.tk_output, ours.window, ours._encode(text)
+        )
+        assert (found is None) == (alone is None), text
+        if found is not None:
+            assert np.array_equal(found[0], alone[0]) and np.array_equal(found[1], alone[1]), text
+    ours.find_ahead(texts)
+    try:
+        _same_answers(ours, shipped_identifier)
+    finally:
+        ours.find_ahead([])
+
+
+def test_a_message_prepared_together_gives_the_items_each_input_gives_alone():
+    """prepare_all (a message's languages identified in one walk) against prepare, input by input:
+    the same writes, field for field, over every fixture of every format, a feed's many entries, a
+    duplicate, an input that fails and one whose language is declared."""
+    from shared.messages import RawInput
+    from shared.pipeline import prepare, prepare_all
+
+    paths = sorted(path for path in FIXTURES.rglob("*") if path.is_file() and path.stat().st_size < 200_000)
+    inputs = [
+        RawInput.from_bytes(path.read_bytes(), kind="file", ref=str(path.relative_to(FIXTURES))) for path in paths
+    ]
+    inputs += [RawInput.from_bytes(SAMPLE.read_bytes(), kind="file", ref="again.txt")]  # a duplicate
+    inputs += [RawInput.from_bytes(b"\x00\x01\x02 binary", kind="file", ref="bad.txt")]  # a failure
+    together = prepare_all(inputs, CONTEXT)
+    alone = [prepare(raw, CONTEXT) for raw in inputs]
+    assert [one.writes for one in together] == [one.writes for one in alone]
+    languages = {write.item.language for one in together for write in one.writes if hasattr(write, "item")}
+    assert len(inputs) > 40 and {"en", "de", "fr"} <= languages

@@ -120,7 +120,7 @@ def ingest_alone(deliveries: Deliveries, raw: RawInput) -> list[store.Outcome]:
 
 def ingest_batch(inputs: list[RawInput]) -> list[list[store.Outcome]]:
     started = time.perf_counter()
-    prepared = [pipeline.prepare(raw, _context()) for raw in inputs]
+    prepared = pipeline.prepare_all(inputs, _context())
     return store_and_place(prepared, get_settings().keep_raw, started)
 
 
