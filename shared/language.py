@@ -31,7 +31,7 @@ import numpy as np
 import py3langid
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-CACHE_FORMAT = 2  # raise when what is cached, or how, changes
+CACHE_FORMAT = 3  # raise when what is cached, or how, changes
 STALE_TEMP_SECONDS = 3600  # a half-written cache folder this old belongs to a process that died writing it
 # Another version's folder unread this long is removed (two installs on one machine each keep theirs).
 UNUSED_SECONDS = 7 * 24 * 3600
@@ -194,6 +194,9 @@ class Model:
     rows: np.ndarray  # each state's row of moves
     outputs: np.ndarray  # each state's feature, -1 for none
     window: int | None  # trie_depth of the DFA
+    # Whether SEPARATOR resets the DFA (separates): checked when the model is unpacked and cached
+    # with it, since the check reads a column of the whole DFA (every page of its 39 MB).
+    separable: bool = False
 
     def identifier(self) -> FastIdentifier:
         if self.window is None:  # the byte-by-byte walk indexes Python arrays faster than numpy's
@@ -208,7 +211,7 @@ class Model:
         if self.window is not None:
             identifier.tk_row, identifier._rowbase = self.rows, self.rows.astype(np.intp) << 8
             identifier.window = self.window
-            identifier.separable = separates(self.nextmove, self.rows, self.outputs)
+            identifier.separable = self.separable
         return identifier
 
 
@@ -246,6 +249,7 @@ def unpacked_model() -> Model:
         rows,
         np.asarray(shipped.tk_output, dtype=np.int32),
         trie_depth(nextmove, rows),
+        separates(nextmove, rows, np.asarray(shipped.tk_output, dtype=np.int32)),
     )
 
 
@@ -269,7 +273,8 @@ def read_cache(folder: Path) -> Model:
     """The cached arrays, the table and the DFA mapped read-only: shared through the page cache."""
     table = np.asarray(np.load(folder / "table.npy", mmap_mode="r"))
     classes = json.loads((folder / "classes.json").read_text())
-    window = json.loads((folder / "dfa.json").read_text())["window"]
+    dfa = json.loads((folder / "dfa.json").read_text())
+    window, separable = dfa["window"], dfa["separable"]
     priors = np.load(folder / "priors.npy")
     # As plain arrays over the mapping: indexing a np.memmap runs its __getitem__ in Python each time.
     nextmove = np.asarray(np.load(folder / "nextmove.npy", mmap_mode="r"))
@@ -279,7 +284,9 @@ def read_cache(folder: Path) -> Model:
     if not fits or len(nextmove) != (int(rows.max()) + 1) * 256 or not (window is None or isinstance(window, int)):
         raise ValueError(f"the cached language model in {folder} does not fit together")
     _mark_read(folder)
-    return Model(table, priors, classes, nextmove, rows, outputs, window)
+    if not isinstance(separable, bool):
+        raise ValueError(f"the cached language model in {folder} does not say whether it can be walked joined")
+    return Model(table, priors, classes, nextmove, rows, outputs, window, separable)
 
 
 def _mark_read(folder: Path) -> None:
@@ -307,7 +314,7 @@ def write_cache(model: Model, folder: Path) -> None:
         np.save(partial / "rows.npy", model.rows)
         np.save(partial / "outputs.npy", model.outputs)
         (partial / "classes.json").write_text(json.dumps(model.classes))
-        (partial / "dfa.json").write_text(json.dumps({"window": model.window}))
+        (partial / "dfa.json").write_text(json.dumps({"window": model.window, "separable": model.separable}))
         partial.rename(folder)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
