@@ -24,8 +24,10 @@ import tempfile
 import time
 from array import array
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import py3langid
@@ -116,8 +118,8 @@ def _trie_children(table, row_of, depth, failure, states, deepest) -> np.ndarray
 
 
 # A byte no UTF-8 text holds, and that takes every state of the shipped DFA back to the start state
-# without a feature: texts joined with it are walked as if each were walked alone (checked when
-# features are found this way; where it does not hold, each text is walked on its own).
+# without a feature: texts joined with it are walked as if each were walked alone (checked once,
+# when the model is unpacked: Model.separable; where it does not hold, each text is walked alone).
 SEPARATOR = 0xFF
 
 
@@ -158,7 +160,7 @@ class FastIdentifier(LanguageIdentifier):
 
     window: int | None = None
     separable = False
-    found_ahead: dict = {}
+    found_ahead: Mapping[bytes, tuple | None] = MappingProxyType({})  # find_ahead's, by encoded text
 
     def find_ahead(self, texts: list[str]) -> None:
         """Find the features of texts about to be classified, all in one walk (a message's articles);
